@@ -1,0 +1,187 @@
+"""`spark`, the operator CLI: database, sites, campaigns, the demo and the UI.
+
+Every command that can fail because of its input says what and where on stderr and exits 1, with nothing written: a
+blueprint is validated completely before the one transaction that stores it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from spark_assets.content.blueprint import BlueprintError, load_blueprint
+from spark_assets.content.names import InvalidName
+from spark_assets.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
+from spark_resources import migrations
+from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine, spark_home
+
+#: errors that are the operator's to fix: shown as one message, never as a traceback
+OPERATOR_ERRORS = (BlueprintError, InvalidName, RegistryError, DatabaseUnavailable, migrations.MigrationError)
+
+
+class SparkGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OPERATOR_ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=SparkGroup)
+def main() -> None:
+    """Spark Factory: register sites and campaigns, run the demo, open the Dagster UI.
+
+    Data goes to the PostgreSQL server in DATABASE_URL, or to an embedded one under $SPARK_HOME (default ./.spark).
+    """
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations from sql/ (each in its own transaction)."""
+    engine = open_engine()
+    try:
+        applied = migrations.upgrade(engine)
+        click.echo(f"database: {describe_url(str(engine.url))}")
+        for migration in applied:
+            click.echo(f"  applied {migration.filename}")
+        click.echo(f"schema is current ({len(migrations.discover())} migrations)" if not applied else "done")
+    finally:
+        engine.dispose()
+
+
+@db.command("status")
+def db_status() -> None:
+    """Show which migrations are applied and which are pending."""
+    engine = open_engine()
+    try:
+        with engine.connect() as conn:
+            done = migrations.applied(conn)
+        click.echo(f"database: {describe_url(str(engine.url))}")
+        for migration in migrations.discover():
+            click.echo(f"  {'applied' if migration.version in done else 'PENDING'}  {migration.filename}")
+        migrations.pending(engine)  # raises if an applied file was edited or the database is newer than the code
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def site() -> None:
+    """Sites: one per domain."""
+
+
+@site.command("add")
+@click.argument("domain")
+@click.option("--brand", help="brand name shown on the site (default: the domain)")
+def site_add(domain: str, brand: str | None) -> None:
+    """Register a site. Its partition appears in Dagster on the next tick of new_sites_sensor."""
+    with get_engine().begin() as conn:
+        registered, created = add_site(conn, domain, brand)
+    verb = "registered" if created else "already registered"
+    click.echo(f"{verb}: {registered.domain} ({registered.brand_name or 'no brand'})")
+
+
+@site.command("list")
+def site_list() -> None:
+    """List sites with their workflow statuses."""
+    with get_engine().connect() as conn:
+        sites = list_sites(conn)
+    if not sites:
+        click.echo("no sites yet: add one with `spark site add DOMAIN`")
+        return
+    click.echo(f"{'DOMAIN':32} {'BRAND':24} {'STATUS':9} {'DNS':8} {'HOSTING':8} {'CONTENT':10} DEPLOYMENT")
+    for s in sites:
+        click.echo(
+            f"{s.domain:32} {(s.brand_name or '-')[:24]:24} {s.status:9} {s.status_dns:8} {s.status_hosting:8} "
+            f"{s.status_content:10} {s.status_deployment}"
+        )
+
+
+@main.group()
+def campaign() -> None:
+    """Campaigns: one per imported blueprint."""
+
+
+@campaign.command("import")
+@click.argument("blueprint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--site", "site_domain", required=True, help="domain of the site the campaign belongs to")
+def campaign_import(blueprint: Path, site_domain: str) -> None:
+    """Validate a blueprint YAML completely, then create or update its campaign in one transaction."""
+    parsed = load_blueprint(blueprint)  # raises BlueprintError listing every problem; nothing written
+    with get_engine().begin() as conn:
+        record, outcome = import_campaign(conn, site_domain, parsed, source=str(blueprint))
+    click.echo(f"{outcome}: {record.partition_key} ({record.name}, blueprint {record.blueprint_hash[:12]})")
+    if outcome == "updated":
+        click.echo(f"materialize partition {record.partition_key} to regenerate its content")
+
+
+@campaign.command("list")
+@click.option("--site", "site_domain", help="only this site's campaigns")
+def campaign_list(site_domain: str | None) -> None:
+    """List campaigns and their partition keys."""
+    with get_engine().connect() as conn:
+        campaigns = list_campaigns(conn, site_domain)
+    if not campaigns:
+        click.echo("no campaigns yet: import one with `spark campaign import BLUEPRINT --site DOMAIN`")
+        return
+    for c in campaigns:
+        click.echo(f"{c.partition_key:56} {c.status:9} {c.name}")
+
+
+@main.command()
+@click.option(
+    "--blueprint",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="blueprint to import (default: examples/demo-roofing.yaml)",
+)
+def demo(blueprint: Path | None) -> None:
+    """Run the whole factory for the demo site on this machine: no accounts, no Docker."""
+    from spark_assets.demo import run_demo
+
+    run_demo(blueprint, echo=click.echo)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def ui(ctx: click.Context) -> None:
+    """Open the Dagster UI (dagster dev) on the same instance and database the demo used. Extra args go to dagster."""
+    prepare_dagster_home(dagster_home())
+    dagster = Path(sys.executable).with_name("dagster")  # the venv's, even when the venv is not activated
+    args = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "spark_assets.definitions", *ctx.args]
+    os.execvp(args[0], args)
+
+
+def dagster_home() -> Path:
+    """The Dagster instance directory: $DAGSTER_HOME, default $SPARK_HOME/dagster."""
+    return Path(os.environ.get("DAGSTER_HOME") or spark_home() / "dagster")
+
+
+#: the local instance: Dagster's defaults (SQLite storage beside it), without telemetry for an offline machine
+LOCAL_INSTANCE_YAML = """# Local Dagster instance for `spark demo` and `spark ui`, written by spark on first use. Production uses the
+# repository's dagster.yaml (PostgreSQL storage, queued runs) through docker-compose.yml.
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """Point DAGSTER_HOME at `home` (unless the operator set it) and give a new instance its dagster.yaml."""
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(LOCAL_INSTANCE_YAML)
+    return home
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Spintax: parse, validate, count and expand `{a|b|{c|d}}` templates with `{{token}}` placeholders.
+
+Grammar (positions are 0-based character offsets into the template):
+
+    template := piece*
+    piece    := text | escape | token | choice
+    token    := "{{" name "}}"              name: [A-Za-z_][A-Za-z0-9_]*, spaces allowed inside the braces
+    choice   := "{" option ("|" option)* "}"  every option non-empty
+    escape   := "\\{" | "\\}" | "\\|" | "\\\\"
+
+A `|` outside any choice is literal text ("Roof Repair | Acme" is a fine title). At `{{` the parser first tries a token;
+if what follows is not `name}}` it is a choice whose first option starts with a nested choice (`{{a|b}|c}`).
+
+Plain Python, no dagster: the content core is unit-tested and benchmarked on its own.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Union
+
+_TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_ESCAPABLE = "{}|\\"
+
+
+class SpintaxError(ValueError):
+    """A template that cannot be parsed. `position` is the 0-based offset of the offending character."""
+
+    def __init__(self, message: str, template: str, position: int):
+        self.reason = message
+        self.template = template
+        self.position = position
+        super().__init__(f"{message} {describe_position(template, position)}")
+
+
+def describe_position(text: str, position: int) -> str:
+    """'at position 12' for one-line text, 'at position 57 (line 3, column 4)' for multi-line text."""
+    if "\n" not in text:
+        return f"at position {position}"
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"at position {position} (line {line}, column {column})"
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    options: tuple["Sequence", ...]
+    position: int
+
+
+Node = Union[Text, Token, Choice]
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    nodes: tuple[Node, ...]
+
+
+def parse(template: str) -> Sequence:
+    """Parse a template into a tree, or raise SpintaxError naming the first problem and its position."""
+    parser = _Parser(template)
+    seq = parser.sequence(top_level=True)
+    return seq
+
+
+class _Parser:
+    def __init__(self, template: str):
+        self.text = template
+        self.i = 0
+
+    def error(self, message: str, position: int) -> SpintaxError:
+        return SpintaxError(message, self.text, position)
+
+    def sequence(self, *, top_level: bool) -> Sequence:
+        nodes: list[Node] = []
+        buf: list[str] = []
+
+        def flush() -> None:
+            if buf:
+                nodes.append(Text("".join(buf)))
+                buf.clear()
+
+        text = self.text
+        while self.i < len(text):
+            ch = text[self.i]
+            if ch == "\\":
+                nxt = text[self.i + 1] if self.i + 1 < len(text) else ""
+                if nxt and nxt in _ESCAPABLE:
+                    buf.append(nxt)
+                    self.i += 2
+                else:  # a lone backslash is literal
+                    buf.append(ch)
+                    self.i += 1
+            elif ch == "{":
+                token = _TOKEN_RE.match(text, self.i)
+                flush()
+                if token:
+                    nodes.append(Token(token.group(1), self.i))
+                    self.i = token.end()
+                else:
+                    nodes.append(self.choice())
+            elif ch == "}":
+                if top_level:
+                    raise self.error("unmatched '}'", self.i)
+                break
+            elif ch == "|":
+                if top_level:
+                    buf.append(ch)
+                    self.i += 1
+                else:
+                    break
+            else:
+                buf.append(ch)
+                self.i += 1
+        flush()
+        return Sequence(tuple(nodes))
+
+    def choice(self) -> Choice:
+        start = self.i
+        self.i += 1  # past "{"
+        options: list[Sequence] = []
+        while True:
+            option_start = self.i
+            option = self.sequence(top_level=False)
+            if not option.nodes:
+                raise self.error("empty option in '{...}'", option_start)
+            options.append(option)
+            if self.i >= len(self.text):
+                raise self.error("unbalanced '{': no closing '}' for the '{'", start)
+            closer = self.text[self.i]
+            self.i += 1
+            if closer == "}":
+                return Choice(tuple(options), start)
+            # closer == "|": another option follows
+
+
+def tokens(seq: Sequence) -> Iterator[Token]:
+    """Every token in the tree, in order of appearance."""
+    for node in seq.nodes:
+        if isinstance(node, Token):
+            yield node
+        elif isinstance(node, Choice):
+            for option in node.options:
+                yield from tokens(option)
+
+
+def count_variations(seq: Sequence) -> int:
+    """How many distinct derivations the template has, computed without enumerating them."""
+    total = 1
+    for node in seq.nodes:
+        if isinstance(node, Choice):
+            total *= sum(count_variations(option) for option in node.options)
+    return total
+
+
+def render(seq: Sequence, values: Mapping[str, str], rng: random.Random) -> str:
+    """One derivation, choosing each option with `rng` (seed it for determinism) and filling tokens from `values`."""
+    out: list[str] = []
+    _render_into(seq, values, rng, out)
+    return "".join(out)
+
+
+def _render_into(seq: Sequence, values: Mapping[str, str], rng: random.Random, out: list[str]) -> None:
+    for node in seq.nodes:
+        if isinstance(node, Text):
+            out.append(node.value)
+        elif isinstance(node, Token):
+            out.append(values[node.name])
+        else:
+            _render_into(node.options[rng.randrange(len(node.options))], values, rng, out)
+
+
+def variation(seq: Sequence, index: int, values: Mapping[str, str]) -> str:
+    """The `index`-th derivation (0 <= index < count_variations): distinct indices give distinct derivations."""
+    total = count_variations(seq)
+    if not 0 <= index < total:
+        raise IndexError(f"variation {index} out of range 0..{total - 1}")
+    out: list[str] = []
+    _variation_into(seq, index, values, out)
+    return "".join(out)
+
+
+def _variation_into(seq: Sequence, index: int, values: Mapping[str, str], out: list[str]) -> None:
+    for node in seq.nodes:
+        if isinstance(node, Text):
+            out.append(node.value)
+        elif isinstance(node, Token):
+            out.append(values[node.name])
+        else:
+            sizes = [count_variations(option) for option in node.options]
+            width = sum(sizes)
+            index, local = divmod(index, width)
+            for option, size in zip(node.options, sizes):
+                if local < size:
+                    _variation_into(option, local, values, out)
+                    break
+                local -= size

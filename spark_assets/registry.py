@@ -1,0 +1,197 @@
+"""The registry of sites and campaigns: what operators register with the `spark` CLI and sensors turn into partitions.
+
+Partition keys are derived here and nowhere else: a site's key is its domain (`demo-roofing.example`), a campaign's is
+`<domain>/<campaign-slug>`. Both parts are validated names (see `content.names`), so a key never holds a comma, a space or
+a path trick.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from spark_assets.content.blueprint import Blueprint
+from spark_assets.content.names import normalize_domain
+
+
+class RegistryError(ValueError):
+    """An operator request that cannot be carried out (unknown site, bad key); nothing was written."""
+
+
+@dataclass(frozen=True)
+class Site:
+    id: UUID
+    domain: str
+    name: str
+    brand_name: str | None
+    status: str
+    status_dns: str
+    status_hosting: str
+    status_content: str
+    status_deployment: str
+    date_created: datetime
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: UUID
+    site_id: UUID
+    domain: str
+    slug: str
+    name: str
+    status: str
+    blueprint_hash: str
+
+    @property
+    def partition_key(self) -> str:
+        return campaign_key(self.domain, self.slug)
+
+
+def campaign_key(domain: str, slug: str) -> str:
+    return f"{domain}/{slug}"
+
+
+def split_campaign_key(key: str) -> tuple[str, str]:
+    """(domain, slug) of a campaign partition key, or RegistryError."""
+    domain, sep, slug = key.partition("/")
+    if not sep or not domain or not slug or "/" in slug:
+        raise RegistryError(f"'{key}' is not a campaign key: expected '<domain>/<campaign-slug>'")
+    return domain, slug
+
+
+_SITE_COLUMNS = (
+    "id, domain, name, brand_name, status, status_dns, status_hosting, status_content, status_deployment, date_created"
+)
+
+
+def add_site(conn: Connection, domain: str, brand: str | None = None) -> tuple[Site, bool]:
+    """Register a site (domain validated and normalised). Returns (site, created); an existing site keeps its row and
+    only takes the new brand if one is given."""
+    domain = normalize_domain(domain)
+    row = conn.execute(
+        sa.text(
+            f"""INSERT INTO sites (domain, name, brand_name) VALUES (:domain, :name, :brand)
+                ON CONFLICT (domain) DO NOTHING
+                RETURNING {_SITE_COLUMNS}"""
+        ),
+        {"domain": domain, "name": brand or domain, "brand": brand},
+    ).first()
+    if row is not None:
+        return Site(**row._mapping), True
+    if brand:
+        conn.execute(
+            sa.text("UPDATE sites SET brand_name = :brand, name = :brand WHERE domain = :domain AND brand_name IS DISTINCT FROM :brand"),
+            {"brand": brand, "domain": domain},
+        )
+    return get_site(conn, domain), False
+
+
+def get_site(conn: Connection, domain: str) -> Site:
+    row = conn.execute(sa.text(f"SELECT {_SITE_COLUMNS} FROM sites WHERE domain = :d"), {"d": domain}).first()
+    if row is None:
+        raise RegistryError(f"site '{domain}' is not registered: add it with `spark site add {domain}`")
+    return Site(**row._mapping)
+
+
+def list_sites(conn: Connection) -> list[Site]:
+    rows = conn.execute(sa.text(f"SELECT {_SITE_COLUMNS} FROM sites ORDER BY domain"))
+    return [Site(**row._mapping) for row in rows]
+
+
+ImportOutcome = Literal["created", "updated", "unchanged"]
+
+
+def import_campaign(
+    conn: Connection, site_domain: str, blueprint: Blueprint, source: str | None = None
+) -> tuple[Campaign, ImportOutcome]:
+    """Create or update the campaign (site, blueprint slug) from a validated blueprint. Re-importing the same blueprint
+    changes nothing; a changed one updates the row in place (same id, same partition key)."""
+    site = get_site(conn, normalize_domain(site_domain))
+    slug = blueprint.campaign_slug
+    digest = blueprint.content_hash()
+    previous = conn.execute(
+        sa.text("SELECT blueprint_hash FROM campaign_masters WHERE site_id = :s AND slug = :slug FOR UPDATE"),
+        {"s": site.id, "slug": slug},
+    ).scalar_one_or_none()
+    params = {
+        "site_id": site.id,
+        "slug": slug,
+        "name": blueprint.name,
+        "status": blueprint.status,
+        "spintax": blueprint.headline_spintax_root,
+        "words": blueprint.target_word_count,
+        "mode": blueprint.location.mode,
+        "batch": blueprint.batch_count,
+        "doc": json.dumps(blueprint.model_dump(mode="json")),
+        "hash": digest,
+        "source": source,
+    }
+    if previous == digest:
+        outcome: ImportOutcome = "unchanged"
+    else:
+        conn.execute(
+            sa.text(
+                """INSERT INTO campaign_masters (site_id, slug, name, status, headline_spintax_root, target_word_count,
+                                                 location_mode, batch_count, blueprint, blueprint_hash, blueprint_source)
+                   VALUES (:site_id, :slug, :name, :status, :spintax, :words, :mode, :batch, CAST(:doc AS jsonb),
+                           :hash, :source)
+                   ON CONFLICT (site_id, slug) DO UPDATE SET
+                       name = EXCLUDED.name, status = EXCLUDED.status,
+                       headline_spintax_root = EXCLUDED.headline_spintax_root,
+                       target_word_count = EXCLUDED.target_word_count, location_mode = EXCLUDED.location_mode,
+                       batch_count = EXCLUDED.batch_count, blueprint = EXCLUDED.blueprint,
+                       blueprint_hash = EXCLUDED.blueprint_hash, blueprint_source = EXCLUDED.blueprint_source"""
+            ),
+            params,
+        )
+        outcome = "created" if previous is None else "updated"
+    return get_campaign(conn, campaign_key(site.domain, slug)), outcome
+
+
+_CAMPAIGN_SELECT = """SELECT c.id, c.site_id, s.domain, c.slug, c.name, c.status, c.blueprint_hash
+                      FROM campaign_masters c JOIN sites s ON s.id = c.site_id"""
+
+
+def get_campaign(conn: Connection, key: str) -> Campaign:
+    domain, slug = split_campaign_key(key)
+    row = conn.execute(
+        sa.text(f"{_CAMPAIGN_SELECT} WHERE s.domain = :d AND c.slug = :slug"), {"d": domain, "slug": slug}
+    ).first()
+    if row is None:
+        raise RegistryError(f"campaign '{key}' is not registered: import its blueprint with `spark campaign import`")
+    return Campaign(**row._mapping)
+
+
+def list_campaigns(conn: Connection, site_domain: str | None = None) -> list[Campaign]:
+    where, params = ("WHERE s.domain = :d", {"d": site_domain}) if site_domain else ("", {})
+    rows = conn.execute(sa.text(f"{_CAMPAIGN_SELECT} {where} ORDER BY s.domain, c.slug"), params)
+    return [Campaign(**row._mapping) for row in rows]
+
+
+def load_campaign_blueprint(conn: Connection, key: str) -> tuple[Campaign, Blueprint]:
+    """The campaign and its stored blueprint, re-validated (a stored document is trusted no more than a file)."""
+    campaign = get_campaign(conn, key)
+    doc = conn.execute(sa.text("SELECT blueprint FROM campaign_masters WHERE id = :id"), {"id": campaign.id}).scalar_one()
+    return campaign, Blueprint.model_validate(doc)
+
+
+def active_site_keys(conn: Connection) -> list[str]:
+    """Partition keys of every site that is not archived, sorted."""
+    return list(conn.execute(sa.text("SELECT domain FROM sites WHERE status <> 'archived' ORDER BY domain")).scalars())
+
+
+def active_campaign_keys(conn: Connection) -> list[str]:
+    """Partition keys of every campaign that is not archived and whose site is not archived, sorted."""
+    rows = conn.execute(
+        sa.text(
+            """SELECT s.domain || '/' || c.slug FROM campaign_masters c JOIN sites s ON s.id = c.site_id
+               WHERE c.status <> 'archived' AND s.status <> 'archived' ORDER BY 1"""
+        )
+    )
+    return list(rows.scalars())

@@ -1,0 +1,100 @@
+"""Sensors that turn registry rows into partitions (and the runs new partitions need).
+
+Each tick reads the active keys from PostgreSQL and compares a fingerprint of them with the cursor; when the registry has
+not changed the tick is skipped without touching the Dagster instance. When it has, the keys the instance does not know yet
+are added, so every key is added exactly once even if the cursor is lost or rows commit out of order (a "max id seen"
+cursor would skip a row that commits after a later one).
+
+Archived sites and campaigns are not removed: their partitions keep their materialization history browsable in the UI,
+and the sensors simply stop adding anything for them. Remove a partition by hand in the UI if it must go.
+"""
+
+import hashlib
+from typing import Callable, Iterable
+
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    DynamicPartitionsDefinition,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from sqlalchemy.engine import Connection
+
+from spark_assets.partitions import campaign_partitions, site_partitions
+from spark_assets.registry import active_campaign_keys, active_site_keys
+from spark_resources.database import DatabaseResource
+
+#: what a new campaign partition is materialized with; later stages join this list as they are built
+NEW_CAMPAIGN_ASSETS = [AssetKey("campaign_blueprint")]
+#: what a new site partition is materialized with (none yet: provisioning assets will go here)
+NEW_SITE_ASSETS: list[AssetKey] = []
+
+def registry_fingerprint(keys: Iterable[str]) -> str:
+    """A short digest of the sorted key set: equal fingerprints mean nothing was added or archived."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode("utf-8")).hexdigest()[:32]
+
+def unseen(keys: Iterable[str], known: Iterable[str]) -> list[str]:
+    known_set = set(known)
+    return [key for key in keys if key not in known_set]
+
+def build_registry_sensor(
+    name: str,
+    noun: str,
+    partitions_def: DynamicPartitionsDefinition,
+    read_keys: Callable[[Connection], list[str]],
+    assets: list[AssetKey],
+    description: str,
+) -> SensorDefinition:
+    """A sensor that adds a partition of `partitions_def` for every new key `read_keys` returns, and requests a run of
+    `assets` for it (when there are any)."""
+
+    @sensor(
+        name=name,
+        description=description,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=assets or None,
+    )
+    def _sensor(context: SensorEvaluationContext, database: DatabaseResource) -> SensorResult | SkipReason:
+        with database.connect() as conn:
+            keys = read_keys(conn)
+        fingerprint = registry_fingerprint(keys)
+        if context.cursor == fingerprint:
+            return SkipReason(f"no new {noun}s ({len(keys)} registered)")
+        new_keys = unseen(keys, context.instance.get_dynamic_partitions(partitions_def.name))
+        if new_keys:
+            context.log.info(f"new {noun}s: {', '.join(new_keys)}")
+        return SensorResult(
+            run_requests=[
+                RunRequest(partition_key=key, asset_selection=assets, run_key=f"new-{noun}:{key}")
+                for key in new_keys
+                if assets
+            ],
+            dynamic_partitions_requests=[partitions_def.build_add_request(new_keys)] if new_keys else [],
+            cursor=fingerprint,
+        )
+
+    return _sensor
+
+new_sites_sensor = build_registry_sensor(
+    name="new_sites_sensor",
+    noun="site",
+    partitions_def=site_partitions,
+    read_keys=active_site_keys,
+    assets=NEW_SITE_ASSETS,
+    description="Adds a `site` partition for every registered site that is not archived.",
+)
+
+new_campaigns_sensor = build_registry_sensor(
+    name="new_campaigns_sensor",
+    noun="campaign",
+    partitions_def=campaign_partitions,
+    read_keys=active_campaign_keys,
+    assets=NEW_CAMPAIGN_ASSETS,
+    description="Adds a `campaign` partition for every imported campaign that is not archived, and materializes it.",
+)
