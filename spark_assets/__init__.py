@@ -4,5 +4,4 @@ content core (spintax, tokens, names, blueprints)."""
 import warnings
 
 # BackfillPolicy and friends are marked beta in dagster 1.13; we use them deliberately (see docs/ARCHITECTURE.md).
-warnings.filterwarnings("ignore", message=r".* is currently in beta", module=r"dagster\..*")
 warnings.filterwarnings("ignore", message=r".* is currently in beta")

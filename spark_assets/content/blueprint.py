@@ -113,7 +113,7 @@ def _link_url(value: str) -> str:
         if any(ch.isspace() for ch in value) or "<" in value or '"' in value:
             raise ValueError(f"'{value}' is not a safe URL")
         return value
-    if not _SAFE_PATH_RE.match(value) or "/../" in value or value.endswith("/.."):
+    if not _SAFE_PATH_RE.fullmatch(value) or "/../" in value or value.endswith("/.."):
         raise ValueError(
             f"'{value}' must be a site path like '/services/roof-repair' (lower-case, no '..') or an https:// URL"
         )
@@ -160,7 +160,7 @@ class Blueprint(_Strict):
     def _consistent(self) -> "Blueprint":
         problems: list[str] = []
         for pillar, texts in self.fragments.items():
-            if not _PILLAR_RE.match(pillar) or pillar in (OFFER_SECTION, FAQ_SECTION):
+            if not _PILLAR_RE.fullmatch(pillar) or pillar in (OFFER_SECTION, FAQ_SECTION):
                 problems.append(
                     f"fragment pillar '{pillar}' must be a lower-case identifier other than 'offer'/'faq' (e.g. 'pillar_1')"
                 )

@@ -34,24 +34,32 @@ def normalize_domain(raw: str) -> str:
         raise InvalidName(f"'{raw}' contains whitespace")
     if value.endswith("."):
         value = value[:-1]
-    try:
-        ascii_name = idna.encode(value, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise InvalidName(f"'{raw}' is not a valid domain name: {exc}") from None
+    if value.isascii():  # checked label by label below, with messages that name the rule
+        ascii_name = value.lower()
+    else:
+        try:
+            ascii_name = idna.encode(value, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidName(f"'{raw}' is not a valid domain name: {exc}") from None
     labels = ascii_name.split(".")
     if len(labels) < 2:
         raise InvalidName(f"'{raw}' has no top-level domain: a site needs a name like 'example.com'")
     if len(ascii_name) > 253:
         raise InvalidName(f"'{raw}' is longer than 253 characters")
-    for label in labels:
-        if not _LABEL_RE.match(label):
-            raise InvalidName(
-                f"'{raw}': label '{label}' must be 1-63 letters, digits or inner hyphens"
-            )
-    if not _TLD_RE.match(labels[-1]):
-        raise InvalidName(f"'{raw}': top-level domain '{labels[-1]}' is not alphabetic")
     if all(label.isdigit() for label in labels):
         raise InvalidName(f"'{raw}' is an IP address, not a domain")
+    for label in labels:
+        if not _LABEL_RE.fullmatch(label):
+            raise InvalidName(f"'{raw}': label '{label}' must be 1-63 letters, digits or inner hyphens")
+        if label[2:4] == "--":
+            if not label.startswith("xn--"):
+                raise InvalidName(f"'{raw}': label '{label}' has hyphens in 3rd and 4th position (reserved for IDNA)")
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                raise InvalidName(f"'{raw}': label '{label}' is not valid punycode") from None
+    if not _TLD_RE.fullmatch(labels[-1]):
+        raise InvalidName(f"'{raw}': top-level domain '{labels[-1]}' is not alphabetic")
     return ascii_name
 
 
@@ -61,7 +69,7 @@ def validate_slug(slug: str) -> str:
         raise InvalidName("slug is empty")
     if len(slug) > SLUG_MAX_LENGTH:
         raise InvalidName(f"slug '{slug}' is longer than {SLUG_MAX_LENGTH} characters")
-    if not _SLUG_RE.match(slug):
+    if not _SLUG_RE.fullmatch(slug):
         raise InvalidName(
             f"slug '{slug}' is not URL-safe: use lower-case letters, digits and single hyphens (e.g. 'roof-repair')"
         )
@@ -73,5 +81,8 @@ def slugify(text: str, max_length: int = SLUG_MAX_LENGTH) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")
     if len(slug) > max_length:
-        slug = slug[:max_length].rsplit("-", 1)[0] if "-" in slug[:max_length] else slug[:max_length]
+        cut = slug[:max_length]
+        if slug[max_length] != "-" and "-" in cut:  # the cut splits a word: drop the partial word
+            cut = cut.rsplit("-", 1)[0]
+        slug = cut.rstrip("-")
     return slug

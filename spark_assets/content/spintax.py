@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Union
 
 _TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# `{{` ... `}}` with no braces or pipes inside is meant as a token; if its name is not valid that is an error, not a
+# one-option choice that would print "pain-point" literally
+_TOKEN_LIKE_RE = re.compile(r"\{\{([^{}|]*)\}\}")
 _ESCAPABLE = "{}|\\"
 
 
@@ -107,6 +110,10 @@ class _Parser:
             elif ch == "{":
                 token = _TOKEN_RE.match(text, self.i)
                 flush()
+                if not token and (bad := _TOKEN_LIKE_RE.match(text, self.i)):
+                    raise self.error(
+                        f"malformed token '{bad.group(0)}': token names are letters, digits and underscores", self.i
+                    )
                 if token:
                     nodes.append(Token(token.group(1), self.i))
                     self.i = token.end()
@@ -135,11 +142,11 @@ class _Parser:
         while True:
             option_start = self.i
             option = self.sequence(top_level=False)
+            if self.i >= len(self.text):
+                raise self.error("unbalanced '{': no closing '}' for the '{'", start)
             if not option.nodes:
                 raise self.error("empty option in '{...}'", option_start)
             options.append(option)
-            if self.i >= len(self.text):
-                raise self.error("unbalanced '{': no closing '}' for the '{'", start)
             closer = self.text[self.i]
             self.i += 1
             if closer == "}":
