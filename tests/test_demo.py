@@ -1,0 +1,72 @@
+"""`spark demo` as a newcomer runs it: a fresh SPARK_HOME, no DATABASE_URL, no Postgres installed; twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from .conftest import REPO_ROOT
+
+KEY = "demo-roofing.example/roof-repair-replacement"
+
+
+def _spark(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME")}
+    env["SPARK_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "spark_assets.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _servers_on(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(pgdata) in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.slow
+def test_demo_runs_the_factory_from_nothing_and_again(tmp_path):
+    home = tmp_path / "spark"
+
+    first = _spark(["demo"], home)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    assert "4 migration(s) applied" in out
+    assert "site demo-roofing.example registered; campaign created" in out
+    assert f"materialize 1/1 campaign_blueprint [{KEY}]" in out
+    assert "FAILED" not in out
+    assert "content_fragments    21" in out
+    assert "Traceback" not in first.stderr
+
+    instance = DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        assert instance.get_dynamic_partitions("campaign") == [KEY]
+        assert instance.get_dynamic_partitions("site") == ["demo-roofing.example"]
+        event = instance.get_latest_materialization_event(AssetKey("campaign_blueprint"))
+        assert event is not None and event.dagster_event.partition == KEY
+    finally:
+        instance.dispose()
+    assert _servers_on(home / "pgdata") == [], "the embedded server stops with the last process using it"
+
+    second = _spark(["demo"], home)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 migration(s) applied" in second.stdout
+    assert "already registered; campaign unchanged" in second.stdout
+    assert "content_fragments    21" in second.stdout  # converged, nothing duplicated
+
+    listing = _spark(["site", "list"], home)
+    assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout
