@@ -143,6 +143,16 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def stop_embedded_servers() -> None:
+    """Release this process's handles on embedded servers (each stops when no other process holds it)."""
+    dispose_engines()
+    with _lock:
+        servers = list(_embedded_servers.values())
+        _embedded_servers.clear()
+    for server in servers:
+        server.cleanup()  # type: ignore[attr-defined]
+
+
 class DatabaseResource(ConfigurableResource):
     """Spark Factory's PostgreSQL: SQLAlchemy 2 connections over psycopg 3.
 

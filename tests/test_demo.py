@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -37,10 +39,16 @@ def _servers_on(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.slow
-def test_demo_runs_the_factory_from_nothing_and_again(tmp_path):
-    home = tmp_path / "spark"
+@pytest.fixture
+def home():
+    """A fresh SPARK_HOME outside pytest's 0700 temp root (the embedded server runs as the 'pgserver' user)."""
+    path = Path(tempfile.mkdtemp(prefix="spark-demo-"))
+    yield path / "spark"
+    shutil.rmtree(path, ignore_errors=True)
 
+
+@pytest.mark.slow
+def test_demo_runs_the_factory_from_nothing_and_again(home):
     first = _spark(["demo"], home)
 
     assert first.returncode == 0, first.stdout + first.stderr

@@ -3,6 +3,8 @@ indexes as the design asks; the embedded default and a server given by DATABASE_
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from click.testing import CliRunner
 
 from spark_assets.cli import main
 from spark_resources import migrations
-from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, spark_home
+from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, spark_home, stop_embedded_servers
 
 # Every table of DATABASE_SCHEMA.md and the Website Factory design, plus what the factory adds.
 DESIGN_TABLES = {
@@ -270,14 +272,20 @@ def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkey
 
 
 @pytest.mark.slow
-def test_embedded_default_starts_and_migrates_itself(tmp_path):
+def test_embedded_default_starts_and_migrates_itself(monkeypatch):
     """With DATABASE_URL unset (the fixture unsets it), the first connection starts pgserver under SPARK_HOME."""
-    engine = get_engine()
-    assert (spark_home() / "pgdata" / "PG_VERSION").exists()
-    assert engine.url.database == "spark"
-    assert migrations.pending(engine) == []
-    assert _tables(engine) >= DESIGN_TABLES
-    assert get_engine() is engine  # one engine per process
+    home = Path(tempfile.mkdtemp(prefix="spark-home-"))  # outside pytest's 0700 temp root: the server runs as 'pgserver'
+    monkeypatch.setenv("SPARK_HOME", str(home))
+    try:
+        engine = get_engine()
+        assert (home / "pgdata" / "PG_VERSION").exists()
+        assert engine.url.database == "spark"
+        assert migrations.pending(engine) == []
+        assert _tables(engine) >= DESIGN_TABLES
+        assert get_engine() is engine  # one engine per process
+    finally:
+        stop_embedded_servers()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_urls_are_only_shown_with_the_password_masked(monkeypatch):
