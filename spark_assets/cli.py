@@ -7,6 +7,7 @@ blueprint is validated completely before the one transaction that stores it.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -164,12 +165,8 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or spark_home() / "dagster")
 
 
-#: the local instance: Dagster's defaults (SQLite storage beside it), without telemetry for an offline machine
-LOCAL_INSTANCE_YAML = """# Local Dagster instance for `spark demo` and `spark ui`, written by spark on first use. Production uses the
-# repository's dagster.yaml (PostgreSQL storage, queued runs) through docker-compose.yml.
-telemetry:
-  enabled: false
-"""
+#: the local instance config (the repository's dagster.yaml), copied into a new DAGSTER_HOME
+LOCAL_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def prepare_dagster_home(home: Path) -> Path:
@@ -178,8 +175,8 @@ def prepare_dagster_home(home: Path) -> Path:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(LOCAL_INSTANCE_YAML)
+    if not config.exists() and LOCAL_INSTANCE_YAML.exists():  # absent in a wheel install: Dagster's defaults then
+        shutil.copyfile(LOCAL_INSTANCE_YAML, config)
     return home
 
 
