@@ -44,77 +44,35 @@ def unpack_blueprint(conn: Connection, campaign: Campaign, blueprint: Blueprint)
     """Make the campaign's dimension rows equal to the blueprint; returns how many rows each table now holds."""
     site = get_site(conn, campaign.domain)
     patterns = [
-        {"slug": p.slug, "name": p.name, "logic": p.logic, "sort": i} for i, p in enumerate(blueprint.patterns)
+        {"slug": p.slug, "name": p.name, "pattern_logic": p.logic, "sort": i} for i, p in enumerate(blueprint.patterns)
     ]
     offers = [
-        {"slug": o.slug, "name": o.name, "html": o.html, "sort": i} for i, o in enumerate(blueprint.offer_blocks)
+        {"slug": o.slug, "name": o.name, "html_content": o.html, "sort": i} for i, o in enumerate(blueprint.offer_blocks)
     ]
     fragments = [
-        {"type": pillar, "position": i, "heading": None, "text": text}
+        {"fragment_type": pillar, "position": i, "heading": None, "fragment_text": text}
         for pillar, texts in blueprint.fragments.items()
         for i, text in enumerate(texts)
     ] + [
-        {"type": FAQ_SECTION, "position": i, "heading": item.question, "text": item.answer}
+        {"fragment_type": FAQ_SECTION, "position": i, "heading": item.question, "fragment_text": item.answer}
         for i, item in enumerate(blueprint.faq)
     ]
     links = [
-        {"url": link.url, "anchor": link.anchor, "keyword": link.keyword, "sort": i}
+        {"target_url": link.url, "anchor_text": link.anchor, "keyword_focus": link.keyword, "sort": i}
         for i, link in enumerate(blueprint.link_targets)
     ]
-    ids = {"campaign_id": campaign.id, "site_id": site.id}
+    scope = {"campaign_id": campaign.id}
+    _sync(conn, "cartesian_patterns", scope, ["slug"], patterns)
+    _sync(conn, "offer_blocks", scope, ["slug"], offers)
+    _sync(conn, "content_fragments", scope, ["fragment_type", "position"], fragments)
     _sync(
         conn,
-        rows=patterns,
-        ids=ids,
-        upsert="""INSERT INTO cartesian_patterns (campaign_id, slug, name, pattern_logic, sort)
-                  VALUES (:campaign_id, :slug, :name, :logic, :sort)
-                  ON CONFLICT (campaign_id, slug) DO UPDATE SET name = EXCLUDED.name,
-                      pattern_logic = EXCLUDED.pattern_logic, sort = EXCLUDED.sort
-                  WHERE (cartesian_patterns.name, cartesian_patterns.pattern_logic, cartesian_patterns.sort)
-                        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.pattern_logic, EXCLUDED.sort)""",
-        prune="DELETE FROM cartesian_patterns WHERE campaign_id = :campaign_id AND NOT (slug = ANY(:keys))",
-        key=lambda r: r["slug"],
-    )
-    _sync(
-        conn,
-        rows=offers,
-        ids=ids,
-        upsert="""INSERT INTO offer_blocks (campaign_id, slug, name, html_content, sort)
-                  VALUES (:campaign_id, :slug, :name, :html, :sort)
-                  ON CONFLICT (campaign_id, slug) DO UPDATE SET name = EXCLUDED.name,
-                      html_content = EXCLUDED.html_content, sort = EXCLUDED.sort
-                  WHERE (offer_blocks.name, offer_blocks.html_content, offer_blocks.sort)
-                        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.html_content, EXCLUDED.sort)""",
-        prune="DELETE FROM offer_blocks WHERE campaign_id = :campaign_id AND NOT (slug = ANY(:keys))",
-        key=lambda r: r["slug"],
-    )
-    _sync(
-        conn,
-        rows=fragments,
-        ids=ids,
-        upsert="""INSERT INTO content_fragments (campaign_id, fragment_type, position, heading, fragment_text)
-                  VALUES (:campaign_id, :type, :position, :heading, :text)
-                  ON CONFLICT (campaign_id, fragment_type, position) DO UPDATE SET heading = EXCLUDED.heading,
-                      fragment_text = EXCLUDED.fragment_text
-                  WHERE (content_fragments.heading, content_fragments.fragment_text)
-                        IS DISTINCT FROM (EXCLUDED.heading, EXCLUDED.fragment_text)""",
-        prune="""DELETE FROM content_fragments WHERE campaign_id = :campaign_id
-                 AND NOT (fragment_type || ':' || position = ANY(:keys))""",
-        key=lambda r: f"{r['type']}:{r['position']}",
-    )
-    _sync(
-        conn,
-        rows=links,
-        ids=ids,
-        upsert="""INSERT INTO link_targets (site_id, campaign_id, target_url, anchor_text, keyword_focus, sort)
-                  VALUES (:site_id, :campaign_id, :url, :anchor, :keyword, :sort)
-                  ON CONFLICT (site_id, coalesce(campaign_id, '00000000-0000-0000-0000-000000000000'::uuid), target_url)
-                  DO UPDATE SET anchor_text = EXCLUDED.anchor_text, keyword_focus = EXCLUDED.keyword_focus,
-                      sort = EXCLUDED.sort
-                  WHERE (link_targets.anchor_text, link_targets.keyword_focus, link_targets.sort)
-                        IS DISTINCT FROM (EXCLUDED.anchor_text, EXCLUDED.keyword_focus, EXCLUDED.sort)""",
-        prune="DELETE FROM link_targets WHERE campaign_id = :campaign_id AND NOT (target_url = ANY(:keys))",
-        key=lambda r: r["url"],
+        "link_targets",
+        scope,
+        ["target_url"],
+        [{"site_id": site.id, **link} for link in links],
+        # link_targets may also hold site-wide links (campaign_id NULL); its unique index is on an expression
+        conflict_target="site_id, coalesce(campaign_id, '00000000-0000-0000-0000-000000000000'::uuid), target_url",
     )
     return {
         "patterns": len(patterns),
@@ -124,11 +82,40 @@ def unpack_blueprint(conn: Connection, campaign: Campaign, blueprint: Blueprint)
         "link_targets": len(links),
     }
 
-def _sync(conn: Connection, *, rows: list[dict[str, Any]], ids: dict[str, Any], upsert: str, prune: str, key) -> None:
-    """Upsert `rows` on their natural key, then delete the campaign's rows whose key is no longer present."""
+
+def _sync(
+    conn: Connection,
+    table: str,
+    scope: dict[str, Any],
+    key_columns: list[str],
+    rows: list[dict[str, Any]],
+    conflict_target: str | None = None,
+) -> None:
+    """Make `table`'s rows within `scope` equal to `rows`, matched on scope + key columns: insert the new, update the
+    changed (unchanged rows are not touched, so their ids and date_updated stay), delete the ones no longer present."""
+    scope_columns = list(scope)
     if rows:
-        conn.execute(sa.text(upsert), [{**ids, **row} for row in rows])
-    conn.execute(sa.text(prune), {**ids, "keys": [key(row) for row in rows]})
+        columns = scope_columns + list(rows[0])
+        values = [c for c in rows[0] if c not in key_columns and c not in scope]
+        target = conflict_target or ", ".join(scope_columns + key_columns)
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in values)
+        changed = f"({', '.join(f'{table}.{c}' for c in values)}) IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in values)})"
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+                f"ON CONFLICT ({target}) DO UPDATE SET {assignments} WHERE {changed}"
+            ),
+            [{**scope, **row} for row in rows],
+        )
+    # what stays: the keys of `rows`, each joined with the unit separator (a character no key contains)
+    where_scope = " AND ".join(f"{c} = :{c}" for c in scope_columns)
+    key_expr = "concat_ws(chr(31), " + ", ".join(f"{c}::text" for c in key_columns) + ")"
+    keep = ["\x1f".join(str(row[c]) for c in key_columns) for row in rows]
+    conn.execute(
+        sa.text(f"DELETE FROM {table} WHERE {where_scope} AND NOT ({key_expr} = ANY(CAST(:keep AS text[])))"),
+        {**scope, "keep": keep},
+    )
+
 
 def _blueprint_metadata(summaries: list[tuple[Campaign, Blueprint, dict[str, int]]], seconds: float) -> dict:
     campaign, blueprint, changes = summaries[-1]

@@ -112,16 +112,18 @@ def test_a_failure_halfway_leaves_the_previous_version(database, engine, monkeyp
         real_sync = dimensions._sync
         calls = []
 
-        def crash_on_third_table(conn, **kwargs):
-            calls.append(1)
+        def crash_on_third_table(*args, **kwargs):
+            calls.append(args[1])
             if len(calls) == 3:  # patterns and offers written, fragments not yet
                 raise RuntimeError("injected failure")
-            return real_sync(conn, **kwargs)
+            return real_sync(*args, **kwargs)
 
         monkeypatch.setattr(dimensions, "_sync", crash_on_third_table)
         result = _materialize(instance, database, raise_on_error=False)
 
     assert not result.success
+    assert calls == ["cartesian_patterns", "offer_blocks", "content_fragments"]
+    assert "injected failure" in result.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert database_snapshot(engine) == after_import
     # only the campaign row (re-imported) differs from the good version; every unpacked table is as it was
     changed = {t for t in good if good[t] != after_import[t]}
