@@ -15,6 +15,7 @@ import click
 
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
 from spark_assets.content.names import InvalidName
+from spark_assets.publishing import approve, article_overview, publish
 from spark_assets.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
 from spark_resources import migrations
 from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine, spark_home
@@ -137,6 +138,45 @@ def campaign_list(site_domain: str | None) -> None:
         click.echo(f"{c.partition_key:56} {c.status:9} {c.name}")
 
 
+@main.group()
+def articles() -> None:
+    """Articles: approve and publish a campaign's articles."""
+
+
+@articles.command("approve")
+@click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
+@click.option("--passing", is_flag=True, help="only articles that pass every quality check")
+def articles_approve(key: str, passing: bool) -> None:
+    """Move the campaign's draft articles to approved."""
+    with get_engine().begin() as conn:
+        count = approve(conn, key, passing_only=passing)
+    click.echo(f"approved {count} article(s) of {key}")
+
+
+@articles.command("publish")
+@click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
+def articles_publish(key: str) -> None:
+    """Publish the campaign's approved articles, if its quality report allows."""
+    with get_engine().begin() as conn:
+        published, held = publish(conn, key)
+    click.echo(f"published {published} article(s) of {key}")
+    if held:
+        click.echo(f"held back {held} approved article(s) with markup left in them", err=True)
+
+
+@articles.command("list")
+@click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
+@click.option("--limit", default=20, show_default=True)
+def articles_list(key: str, limit: int) -> None:
+    """Article counts by status, and the first few articles."""
+    with get_engine().connect() as conn:
+        counts, sample = article_overview(conn, key, limit)
+    click.echo("  ".join(f"{status}: {count}" for status, count in counts) or "no articles yet")
+    for row in sample:
+        issues = f"  [{', '.join(row.quality_issues)}]" if row.quality_issues else ""
+        click.echo(f"{row.status:9} /{row.slug}/  {row.title}{issues}")
+
+
 @main.command()
 @click.option(
     "--blueprint",
@@ -145,9 +185,13 @@ def campaign_list(site_domain: str | None) -> None:
 )
 def demo(blueprint: Path | None) -> None:
     """Run the whole factory for the demo site on this machine: no accounts, no Docker."""
-    from spark_assets.demo import run_demo
+    from spark_assets.demo import DemoFailed, run_demo
 
-    run_demo(blueprint, echo=click.echo)
+    try:
+        run_demo(blueprint, echo=click.echo)
+    except DemoFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -32,7 +32,7 @@ DEMO_BRAND = "Summit Roofing Co."
 DEMO_BLUEPRINT = Path(__file__).resolve().parent.parent / "examples" / "demo-roofing.yaml"
 
 #: the demo prints its own progress; the run's full log is in the instance (and the UI)
-_QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 #: what the closing summary counts, per table, for the demo site
 _SUMMARY_QUERIES = {
@@ -44,6 +44,14 @@ _SUMMARY_QUERIES = {
     "content_fragments": "SELECT count(*) FROM content_fragments f JOIN campaign_masters c ON c.id = f.campaign_id "
     "WHERE c.site_id = :site",
     "link_targets": "SELECT count(*) FROM link_targets WHERE site_id = :site",
+    "geo_targets": "SELECT count(*) FROM geo_intelligence g JOIN campaign_masters c ON c.id = g.campaign_id "
+    "WHERE c.site_id = :site",
+    "permutations": "SELECT count(*) FROM cartesian_permutations p JOIN campaign_masters c ON c.id = p.campaign_id "
+    "WHERE c.site_id = :site",
+    "headlines": "SELECT count(*) FROM headline_inventory h JOIN campaign_masters c ON c.id = h.campaign_id "
+    "WHERE c.site_id = :site",
+    "articles": "SELECT count(*) FROM generated_articles WHERE site_id = :site",
+    "articles_published": "SELECT count(*) FROM generated_articles WHERE site_id = :site AND is_published",
 }
 
 
@@ -104,8 +112,14 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
                 instance=instance,
                 resources=resources,
                 run_config=_QUIET_RUN,
+                raise_on_error=False,
             )
+            if not result.success:
+                raise DemoFailed(f"{label} failed: {_failure(result)} (the full log is in the Dagster UI: `make ui`)")
             step.note(_headline(result, asset_key))
+            for check in result.get_asset_check_evaluations():
+                if not check.passed:
+                    step.note(f"check {check.check_name} did not pass ({check.severity.value})")
 
     with engine.connect() as conn:
         summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
@@ -120,13 +134,31 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
     return summary
 
 
+class DemoFailed(RuntimeError):
+    """A step of the demo failed; the message says which and why."""
+
+
+def _failure(result) -> str:
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+            error = error.cause
+        if error is not None:
+            return error.message.strip()
+    return "unknown error"
+
+
 def _headline(result, asset_key: AssetKey) -> str:
     """A one-line digest of the materialization's numeric metadata."""
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key]
     if not events:
         return "no materialization recorded"
     metadata = events[-1].materialization.metadata
-    numbers = [f"{k}={v.value}" for k, v in metadata.items() if isinstance(v.value, int) and not isinstance(v.value, bool)]
+    numbers = [
+        f"{k}={v.value:.2%}" if k.endswith("_rate") else f"{k}={v.value}"
+        for k, v in metadata.items()
+        if isinstance(v.value, (int, float)) and not isinstance(v.value, bool) and k != "seconds"
+    ]
     return ", ".join(numbers[:8])
 
 

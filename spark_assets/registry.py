@@ -47,6 +47,7 @@ class Campaign:
     name: str
     status: str
     blueprint_hash: str
+    date_created: datetime
 
     @property
     def partition_key(self) -> str:
@@ -154,7 +155,7 @@ def import_campaign(
     return get_campaign(conn, campaign_key(site.domain, slug)), outcome
 
 
-_CAMPAIGN_SELECT = """SELECT c.id, c.site_id, s.domain, c.slug, c.name, c.status, c.blueprint_hash
+_CAMPAIGN_SELECT = """SELECT c.id, c.site_id, s.domain, c.slug, c.name, c.status, c.blueprint_hash, c.date_created
                       FROM campaign_masters c JOIN sites s ON s.id = c.site_id"""
 
 

@@ -29,8 +29,15 @@ from spark_assets.partitions import campaign_partitions, site_partitions
 from spark_assets.registry import active_campaign_keys, active_site_keys
 from spark_resources.database import DatabaseResource
 
-#: what a new campaign partition is materialized with; later stages join this list as they are built
-NEW_CAMPAIGN_ASSETS = [AssetKey("campaign_blueprint")]
+#: what a new campaign partition is materialized with: its whole content chain (avatars too: the campaign may bring new
+#: personas). `locations` is not here: it is loaded once (the demo does it) and refreshed by hand.
+NEW_CAMPAIGN_ASSETS = [
+    AssetKey(name)
+    for name in (
+        "avatars", "campaign_blueprint", "campaign_geo", "cartesian_permutations", "headlines", "articles",
+        "article_quality",
+    )
+]
 #: what a new site partition is materialized with (none yet: provisioning assets will go here)
 NEW_SITE_ASSETS: list[AssetKey] = []
 

@@ -53,19 +53,26 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "4 migration(s) applied" in out
+    assert "5 migration(s) applied" in out
     assert "site demo-roofing.example registered; campaign created" in out
-    assert f"materialize 1/1 campaign_blueprint [{KEY}]" in out
-    assert "FAILED" not in out
+    for step, asset in enumerate(
+        ["avatars", "campaign_blueprint", "locations", "campaign_geo", "cartesian_permutations", "headlines",
+         "articles", "article_quality"], start=1,
+    ):
+        assert f"materialize {step}/8 {asset}" in out
+    assert "FAILED" not in out and "did not pass" not in out
     assert "content_fragments    21" in out
+    assert "articles             288" in out  # 12 cities x 6 personas x 4 patterns
+    assert "articles_published   288" in out  # the demo campaign auto-publishes what passes every check
     assert "Traceback" not in first.stderr
 
     instance = DagsterInstance.from_config(str(home / "dagster"))
     try:
         assert instance.get_dynamic_partitions("campaign") == [KEY]
         assert instance.get_dynamic_partitions("site") == ["demo-roofing.example"]
-        event = instance.get_latest_materialization_event(AssetKey("campaign_blueprint"))
-        assert event is not None and event.dagster_event.partition == KEY
+        for name in ("campaign_blueprint", "articles", "article_quality"):
+            event = instance.get_latest_materialization_event(AssetKey(name))
+            assert event is not None and event.dagster_event.partition == KEY
     finally:
         instance.dispose()
     assert _servers_on(home / "pgdata") == [], "the embedded server stops with the last process using it"
@@ -75,6 +82,8 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "0 migration(s) applied" in second.stdout
     assert "already registered; campaign unchanged" in second.stdout
     assert "content_fragments    21" in second.stdout  # converged, nothing duplicated
+    assert "articles             288" in second.stdout
+    assert "new=0, changed=0, unchanged=288" in second.stdout
 
     listing = _spark(["site", "list"], home)
     assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout

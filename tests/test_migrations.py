@@ -30,7 +30,7 @@ DESIGN_TABLES = {
     # Website Factory
     "cloudflare_accounts", "gsc_accounts", "daily_analytics",
     # the factory's own
-    "cartesian_permutations", "site_builds", "site_deployments",
+    "cartesian_permutations", "site_builds", "site_deployments", "campaign_quality",
 }  # fmt: skip
 
 
@@ -49,12 +49,12 @@ def test_migrations_from_empty_then_reapplied_as_no_op(empty_database_url):
     engine = _engine(empty_database_url)
     files = migrations.discover()
     assert [m.filename for m in files] == [
-        "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql"
+        "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql", "0005_content.sql"
     ]  # fmt: skip
 
     applied = migrations.upgrade(engine)
 
-    assert [m.version for m in applied] == [1, 2, 3, 4]
+    assert [m.version for m in applied] == [1, 2, 3, 4, 5]
     assert _tables(engine) == DESIGN_TABLES | {migrations.MIGRATIONS_TABLE}
     with engine.connect() as conn:
         recorded = conn.execute(sa.text("SELECT version, checksum FROM spark_schema_migrations ORDER BY 1")).all()
@@ -248,7 +248,7 @@ def test_concurrent_upgrades_apply_each_migration_once(empty_database_url):
     engine.dispose()
 
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 0, 4]
+    assert sorted(len(r) for r in results) == [0, 0, 5]
 
 
 def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkeypatch):
@@ -260,9 +260,9 @@ def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkey
         get_engine()
     result = runner.invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "applied 0004_factory.sql" in result.output
+    assert "applied 0005_content.sql" in result.output
     again = runner.invoke(main, ["db", "upgrade"])
-    assert again.exit_code == 0 and "schema is current (4 migrations)" in again.output
+    assert again.exit_code == 0 and "schema is current (5 migrations)" in again.output
 
     engine = get_engine()
     assert _tables(engine) >= DESIGN_TABLES

@@ -60,7 +60,10 @@ def test_a_new_campaign_becomes_one_partition_and_one_run(database, engine):
         key = "demo-roofing.example/roof-repair-replacement"
         assert _added_keys(result) == [key]
         assert [(r.partition_key, r.run_key) for r in result.run_requests] == [(key, f"new-campaign:{key}")]
-        assert [k.to_user_string() for k in result.run_requests[0].asset_selection] == ["campaign_blueprint"]
+        assert [k.to_user_string() for k in result.run_requests[0].asset_selection] == [
+            "avatars", "campaign_blueprint", "campaign_geo", "cartesian_permutations", "headlines", "articles",
+            "article_quality",
+        ]  # fmt: skip
 
         again, _ = _tick(new_campaigns_sensor, instance, database, cursor)
         assert isinstance(again, SkipReason)

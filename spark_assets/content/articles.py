@@ -1,0 +1,399 @@
+"""Article assembly: one permutation in, one finished article out.
+
+For each permutation the assembler fills the tokens (geo target, persona, site), picks the headline (unique within the
+campaign where the spintax allows), then builds the article from the blueprint's outline: one fragment per pillar (more
+when the article is short of the campaign's target word count), the offer block, the FAQ, related links and links to the
+same article in nearby places. Every choice is made by a random generator seeded with the permutation id, so the same
+inputs give the same article on every run and every machine. The result carries SEO fields within their limits,
+schema.org JSON-LD and its provenance: which permutation, fragments, offer and blueprint version each part came from.
+
+Plain Python: no database and no dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import random
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Mapping, Sequence
+from uuid import UUID
+
+from spark_assets.content import spintax
+from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
+from spark_assets.content.geo import GeoTarget
+from spark_assets.content.names import slugify
+from spark_assets.content.permutations import Permutation
+
+SEO_TITLE_MAX = 60
+SEO_DESCRIPTION_MAX = 160
+SLUG_MAX = 200
+SIBLING_LINKS = 4
+#: an article within this share of the target word count is "near" it
+WORD_COUNT_TOLERANCE = (0.8, 1.25)
+
+_TAG_RE = re.compile(r"<[^>]+>")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
+
+
+class DuplicateSlug(ValueError):
+    """Two permutations would publish at the same URL."""
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    domain: str
+    brand: str
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.domain}"
+
+
+@dataclass(frozen=True)
+class Article:
+    id: UUID
+    permutation_id: UUID
+    slug: str
+    title: str
+    headline: str
+    headline_unique: bool
+    seo_title: str
+    seo_description: str
+    content: str
+    word_count: int
+    schema_json: dict[str, Any]
+    provenance: dict[str, Any]
+    issues: tuple[str, ...]
+    content_hash: str = field(default="")
+
+
+def truncate_words(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else cut at a word boundary with an ellipsis (never mid-word)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:-|")
+    return cut + "…"
+
+
+def word_count(text: str) -> int:
+    return len(_TAG_RE.sub(" ", text).split())
+
+
+class ArticleAssembler:
+    """Builds the articles of one campaign. Stateful only in what the campaign must keep unique: headlines and slugs."""
+
+    def __init__(
+        self,
+        *,
+        blueprint: Blueprint,
+        campaign_slug: str,
+        site: SiteInfo,
+        geos: Sequence[GeoTarget],
+        fragment_ids: Mapping[tuple[str, int], UUID],
+        offer_ids: Mapping[str, UUID],
+        blueprint_hash: str,
+        generated_on: date,
+        taken_slugs: frozenset[str] = frozenset(),
+    ):
+        self.blueprint = blueprint
+        self.campaign_slug = campaign_slug
+        self.site = site
+        self.fragment_ids = fragment_ids
+        self.offer_ids = offer_ids
+        self.blueprint_hash = blueprint_hash
+        self.generated_on = generated_on
+        self.taken_slugs = taken_slugs
+        self.headline_tree = spintax.parse(blueprint.headline_spintax_root)
+        self.headline_variations = spintax.count_variations(self.headline_tree)
+        self.pattern_trees = {p.slug: spintax.parse(p.logic) for p in blueprint.patterns}
+        self.fragment_trees = {
+            pillar: [spintax.parse(t) for t in texts] for pillar, texts in blueprint.fragments.items()
+        }
+        self.heading_trees = {pillar: spintax.parse(t) for pillar, t in blueprint.headings.items()}
+        self.offer_trees = [(o.slug, spintax.parse(o.html)) for o in blueprint.offer_blocks]
+        self.faq_trees = [(spintax.parse(f.question), spintax.parse(f.answer)) for f in blueprint.faq]
+        self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
+        self.siblings = _nearby(geos)
+        self._headline_hashes: set[int] = set()
+        self._slugs: dict[str, str] = {}  # slug -> combination that took it
+
+    # --- tokens -------------------------------------------------------------------------------------------------
+
+    def token_values(self, perm: Permutation) -> dict[str, str]:
+        geo, persona = perm.geo, perm.persona
+        rng = random.Random(f"{perm.id}:pain_point")
+        pain = persona.pain_points[rng.randrange(len(persona.pain_points))] if persona.pain_points else ""
+        return {
+            "city": geo.city or "",
+            "county": geo.county or "",
+            "state": geo.state,
+            "state_code": geo.state_code,
+            "population": f"{geo.population:,}" if geo.population is not None else "",
+            "location": geo.label,
+            "avatar": persona.avatar_name,
+            "variant": persona.variant_name,
+            "pain_point": pain,
+            "brand": self.site.brand,
+            "domain": self.site.domain,
+            "year": str(self.generated_on.year),
+        }
+
+    # --- headlines ----------------------------------------------------------------------------------------------
+
+    def headline(self, perm: Permutation, values: Mapping[str, str]) -> tuple[str, bool]:
+        """The permutation's headline and whether it is unique in the campaign so far. Starts at a variation chosen
+        by the permutation id and walks on until it finds one not yet used (bounded), so re-runs choose the same."""
+        total = self.headline_variations
+        start = perm.id.int % total
+        first = None
+        for step in range(min(total, 64)):
+            text = " ".join(spintax.variation(self.headline_tree, (start + step) % total, values).split())
+            digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+            if first is None:
+                first = (text, digest)
+            if digest not in self._headline_hashes:
+                self._headline_hashes.add(digest)
+                return text, True
+        assert first is not None
+        return first[0], False
+
+    # --- slugs --------------------------------------------------------------------------------------------------
+
+    def slug_for(self, geo: GeoTarget, perm: Permutation) -> str:
+        """The URL slug of the article for `perm`'s persona and pattern in `geo` (used for siblings too)."""
+        parts = f"{geo.key} {perm.pattern.slug} {perm.persona.avatar_slug} {perm.persona.variant_slug}"
+        slug = _bounded_slug(parts)
+        if slug in self.taken_slugs:  # another campaign of the site has it: keep ours apart with the campaign slug
+            slug = _bounded_slug(f"{parts} {self.campaign_slug}")
+        return slug
+
+    def _claim_slug(self, slug: str, perm: Permutation) -> None:
+        other = self._slugs.get(slug)
+        if other is not None:
+            raise DuplicateSlug(
+                f"slug '{slug}' would be used by both {other} and {perm.combination_key}: "
+                "make the pattern, avatar and variant slugs distinct"
+            )
+        self._slugs[slug] = perm.combination_key
+
+    # --- the article --------------------------------------------------------------------------------------------
+
+    def assemble(self, perm: Permutation) -> Article:
+        values = self.token_values(perm)
+        html_values = {k: html.escape(v) for k, v in values.items()}
+        seed = str(perm.id)
+
+        def rng(part: str) -> random.Random:
+            # one generator per part, so editing one fragment changes that part of an article and nothing else
+            return random.Random(f"{seed}:{part}")
+
+        headline, headline_unique = self.headline(perm, values)
+        title = " ".join(spintax.render(self.pattern_trees[perm.pattern.slug], values, rng("title")).split())
+        slug = self.slug_for(perm.geo, perm)
+        self._claim_slug(slug, perm)
+
+        # one fragment per pillar, then more (other alternatives) while the article is short of its target
+        chosen: dict[str, list[int]] = {
+            p: [rng(f"pick:{p}").randrange(len(self.fragment_trees[p]))] for p in self.pillars
+        }
+        texts: dict[str, list[str]] = {
+            p: [spintax.render(self.fragment_trees[p][i], values, rng(f"{p}:{i}")) for i in idx]
+            for p, idx in chosen.items()
+        }
+        offer_slug, offer_html = None, ""
+        if OFFER_SECTION in self.blueprint.outline:
+            offer_slug, tree = self.offer_trees[rng("pick:offer").randrange(len(self.offer_trees))]
+            offer_html = spintax.render(tree, html_values, rng(f"offer:{offer_slug}"))
+        faq = [
+            (spintax.render(q, values, rng(f"faq:{i}:q")), spintax.render(a, values, rng(f"faq:{i}:a")))
+            for i, (q, a) in enumerate(self.faq_trees)
+        ] if FAQ_SECTION in self.blueprint.outline else []
+        headings = {p: spintax.render(t, values, rng(f"heading:{p}")) for p, t in self.heading_trees.items() if p in chosen}
+
+        target = self.blueprint.target_word_count
+        words = (
+            sum(word_count(t) for ts in texts.values() for t in ts)
+            + word_count(offer_html)
+            + sum(word_count(q) + word_count(a) for q, a in faq)
+        )
+        extendable = [p for p in self.pillars if len(self.fragment_trees[p]) > 1]
+        while words < target * 0.9 and extendable:
+            for pillar in list(extendable):
+                alternatives = len(self.fragment_trees[pillar])
+                used = chosen[pillar]
+                if len(used) >= alternatives:
+                    extendable.remove(pillar)
+                    continue
+                nxt = (used[-1] + 1) % alternatives
+                while nxt in used:
+                    nxt = (nxt + 1) % alternatives
+                used.append(nxt)
+                extra = spintax.render(self.fragment_trees[pillar][nxt], values, rng(f"{pillar}:{nxt}"))
+                texts[pillar].append(extra)
+                words += word_count(extra)
+                if words >= target * 0.9:
+                    break
+
+        body = [f"<h1>{html.escape(title)}</h1>"]
+        for section in self.blueprint.outline:
+            if section == OFFER_SECTION:
+                body.append(offer_html)
+            elif section == FAQ_SECTION:
+                items = "".join(f"<h3>{html.escape(q)}</h3><p>{html.escape(a)}</p>" for q, a in faq)
+                body.append(f'<section class="faq"><h2>Frequently Asked Questions</h2>{items}</section>')
+            else:
+                heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
+                paragraphs = "".join(f"<p>{html.escape(' '.join(t.split()))}</p>" for t in texts[section])
+                body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
+        related = self.blueprint.link_targets
+        if related:
+            links = "".join(f'<li><a href="{html.escape(l.url)}">{html.escape(l.anchor)}</a></li>' for l in related)
+            body.append(f'<nav class="related"><h2>Related Services</h2><ul>{links}</ul></nav>')
+        siblings = self.siblings.get(perm.geo.key, [])
+        if siblings:
+            links = "".join(
+                f'<li><a href="/{self.slug_for(g, perm)}/">{html.escape(g.label)}</a></li>' for g in siblings
+            )
+            body.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{links}</ul></nav>')
+        content = "\n".join(body)
+
+        intro = " ".join(texts[self.pillars[0]][0].split()) if self.pillars else title
+        seo_title = headline if len(headline) <= SEO_TITLE_MAX else truncate_words(headline, SEO_TITLE_MAX)
+        if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
+            seo_title = f"{seo_title} | {self.site.brand}"
+        seo_description = truncate_words(intro, SEO_DESCRIPTION_MAX)
+        url = f"{self.site.url}/{slug}/"
+        schema = self._schema(perm, title, seo_description, url, words, faq)
+
+        issues = []
+        if not headline_unique:
+            issues.append("duplicate_headline")
+        low, high = WORD_COUNT_TOLERANCE
+        if words < target * low:
+            issues.append("word_count_low")
+        elif words > target * high:
+            issues.append("word_count_high")
+        if any(ch in text for text in (title, seo_title, seo_description, content) for ch in "{}"):
+            issues.append("unresolved_markup")
+
+        provenance = {
+            "permutation_id": str(perm.id),
+            "combination": perm.combination_key,
+            "geo_id": _str(perm.geo.id),
+            "avatar_id": str(perm.persona.avatar_id),
+            "variant_id": str(perm.persona.variant_id),
+            "pattern_id": str(perm.pattern.id),
+            "headline_id": str(perm.headline_id),
+            "fragments": [
+                {"section": p, "position": i, "fragment_id": _str(self.fragment_ids.get((p, i)))}
+                for p in self.pillars
+                for i in chosen[p]
+            ],
+            "offer_block_id": _str(self.offer_ids.get(offer_slug)) if offer_slug else None,
+            "faq_fragment_ids": [_str(self.fragment_ids.get((FAQ_SECTION, i))) for i in range(len(faq))],
+            "blueprint_hash": self.blueprint_hash,
+        }
+        article = Article(
+            id=perm.article_id,
+            permutation_id=perm.id,
+            slug=slug,
+            title=title,
+            headline=headline,
+            headline_unique=headline_unique,
+            seo_title=seo_title,
+            seo_description=seo_description,
+            content=content,
+            word_count=words,
+            schema_json=schema,
+            provenance=provenance,
+            issues=tuple(issues),
+        )
+        digest = hashlib.sha256(
+            json.dumps(
+                [slug, title, headline, seo_title, seo_description, content, schema], sort_keys=True, ensure_ascii=False
+            ).encode()
+        ).hexdigest()
+        return replace(article, content_hash=digest)
+
+    def _schema(
+        self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        site = self.site
+        organization = {"@type": "Organization", "name": site.brand, "url": f"{site.url}/"}
+        crumbs = [("Home", f"{site.url}/"), (perm.geo.state, f"{site.url}/{slugify(perm.geo.state)}/")]
+        if perm.geo.city or perm.geo.county:
+            crumbs.append((perm.geo.label, f"{site.url}/{perm.geo.key}/"))
+        crumbs.append((title, url))
+        graph: list[dict[str, Any]] = [
+            {
+                "@type": "Article",
+                "@id": f"{url}#article",
+                "headline": truncate_words(title, 110),
+                "description": description,
+                "inLanguage": "en-US",
+                "datePublished": self.generated_on.isoformat(),
+                "wordCount": words,
+                "author": organization,
+                "publisher": organization,
+                "mainEntityOfPage": url,
+                "about": {"@type": "Place", "name": perm.geo.label},
+            },
+            {
+                "@type": "BreadcrumbList",
+                "itemListElement": [
+                    {"@type": "ListItem", "position": i, "name": name, "item": item}
+                    for i, (name, item) in enumerate(crumbs, start=1)
+                ],
+            },
+        ]
+        if faq:
+            graph.append(
+                {
+                    "@type": "FAQPage",
+                    "mainEntity": [
+                        {"@type": "Question", "name": q, "acceptedAnswer": {"@type": "Answer", "text": a}}
+                        for q, a in faq
+                    ],
+                }
+            )
+        return {"@context": "https://schema.org", "@graph": graph}
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _bounded_slug(text: str) -> str:
+    slug = slugify(text, max_length=10_000)
+    if len(slug) <= SLUG_MAX:
+        return slug
+    suffix = hashlib.sha256(slug.encode()).hexdigest()[:8]
+    return slugify(slug, max_length=SLUG_MAX - 9) + "-" + suffix
+
+
+def _nearby(geos: Sequence[GeoTarget]) -> dict[str, list[GeoTarget]]:
+    """Up to SIBLING_LINKS other targets per target: its neighbours in the same state (in campaign order) first,
+    then its neighbours in the whole campaign."""
+    by_state: dict[str, list[GeoTarget]] = {}
+    for g in geos:
+        by_state.setdefault(g.state_code, []).append(g)
+    position = {g.key: i for group in by_state.values() for i, g in enumerate(group)}
+    all_geos = list(geos)
+    index_of = {g.key: i for i, g in enumerate(all_geos)}
+    nearby: dict[str, list[GeoTarget]] = {}
+    for geo in geos:
+        picks: list[GeoTarget] = []
+        for group, pos in ((by_state[geo.state_code], position[geo.key]), (all_geos, index_of[geo.key])):
+            for distance in range(1, len(group)):
+                for j in (pos + distance, pos - distance):
+                    if 0 <= j < len(group) and len(picks) < SIBLING_LINKS and group[j] not in picks:
+                        picks.append(group[j])
+                if len(picks) >= SIBLING_LINKS:
+                    break
+        nearby[geo.key] = picks
+    return nearby

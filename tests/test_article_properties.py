@@ -1,0 +1,121 @@
+"""Properties of the pure article assembler for any valid blueprint text: hypothesis writes the spintax."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from uuid import UUID
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spark_assets.content.articles import ArticleAssembler, SiteInfo, SEO_DESCRIPTION_MAX, SEO_TITLE_MAX
+from spark_assets.content.blueprint import Blueprint, parse_blueprint
+from spark_assets.content.geo import GeoTarget
+from spark_assets.content.permutations import Persona, PatternRef, iter_permutations
+from spark_assets.content.tokens import TOKENS, available_tokens
+
+CITY_TOKENS = sorted(available_tokens("city"))
+_TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCDEF.,'!?-&<>\"", min_size=1, max_size=14)
+_TOKEN = st.sampled_from(CITY_TOKENS).map(lambda name: "{{" + name + "}}")
+
+
+def _choice(children):
+    # each option starts with text, so no option can open with "{" and fuse with the choice's brace into "{{"
+    option = st.tuples(_TEXT, children).map("".join)
+    return st.lists(option, min_size=1, max_size=3).map(lambda options: "{" + "|".join(options) + "}")
+
+
+SPINTAX = st.recursive(
+    st.one_of(_TEXT, _TOKEN),
+    lambda children: st.one_of(_choice(children), st.lists(children, min_size=2, max_size=4).map("".join)),
+    max_leaves=14,
+)
+
+GEOS = [
+    GeoTarget(UUID(int=i + 1), key, label, state, code, city=city, population=pop)
+    for i, (key, label, state, code, city, pop) in enumerate(
+        [
+            ("austin-tx", "Austin, TX", "Texas", "TX", "Austin", 961855),
+            ("dallas-tx", "Dallas, TX", "Texas", "TX", "Dallas", 1304379),
+            ("miami-fl", "Miami, FL", "Florida", "FL", "Miami", 442241),
+        ]
+    )
+]
+PERSONAS = [
+    Persona(UUID(int=100), "owner", "Owner {not spintax}", ("leaks & {drips}",), UUID(int=101), "new", "New | Owner"),
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    headline=SPINTAX,
+    pattern=SPINTAX,
+    fragments=st.lists(SPINTAX, min_size=1, max_size=3),
+    offer=SPINTAX,
+    question=SPINTAX,
+    answer=SPINTAX,
+    heading=SPINTAX,
+)
+def test_every_generated_text_is_free_of_spintax_and_tokens(headline, pattern, fragments, offer, question, answer, heading):
+    data = {
+        "name": "Property campaign",
+        "headline_spintax_root": headline,
+        "location": {"mode": "city"},
+        "avatars": [{"slug": "owner", "name": "Owner", "pain_points": ["leaks"], "variants": [{"slug": "new", "name": "New"}]}],
+        "patterns": [{"slug": "p", "name": "P", "logic": pattern}],
+        "offer_blocks": [{"slug": "o", "name": "O", "html": offer}],
+        "outline": ["intro", "offer", "faq"],
+        "headings": {"intro": heading},
+        "fragments": {"intro": fragments},
+        "faq": [{"question": question, "answer": answer}],
+    }
+    blueprint = parse_blueprint(json.dumps(data))  # the generated text is valid blueprint spintax
+    assembler = ArticleAssembler(
+        blueprint=blueprint,
+        campaign_slug="property-campaign",
+        # token values themselves contain braces and pipes: they must come out as text, never as syntax
+        site=SiteInfo("example.com", "Brand {x}"),
+        geos=GEOS,
+        fragment_ids={},
+        offer_ids={},
+        blueprint_hash="h",
+        generated_on=date(2026, 1, 1),
+    )
+    patterns = [PatternRef(UUID(int=200), "p", pattern)]
+    for perm in iter_permutations("example.com/property-campaign", GEOS, PERSONAS, patterns):
+        article = assembler.assemble(perm)
+        # braces only appear where a token value carried them ("Brand {x}", "{drips}", "{not spintax}")
+        for text in (article.title, article.seo_title, article.seo_description, article.content, article.headline):
+            stripped = text.replace("{x}", "").replace("{drips}", "").replace("{not spintax}", "")
+            assert "{" not in stripped and "}" not in stripped, text
+            assert not re.search(r"\{\{\s*(" + "|".join(TOKENS) + r")\s*\}\}", text)
+        assert len(article.seo_title) <= SEO_TITLE_MAX
+        assert len(article.seo_description) <= SEO_DESCRIPTION_MAX
+        json.dumps(article.schema_json)  # serialisable
+        assert "<script" not in article.content.lower() or "<script" in offer.lower()
+
+
+def test_the_same_inputs_give_the_same_articles():
+    blueprint = Blueprint.model_validate(
+        {
+            "name": "Same",
+            "headline_spintax_root": "{A|B|C} roofing in {{city}} for {{variant}}",
+            "location": {"mode": "city"},
+            "avatars": [{"slug": "owner", "name": "Owner", "pain_points": ["leaks"], "variants": [{"slug": "new", "name": "New"}]}],
+            "patterns": [{"slug": "p", "name": "P", "logic": "{Fix|Mend} roofs in {{city}}"}],
+            "outline": ["intro"],
+            "fragments": {"intro": ["{One|Two|Three} {a|b|c} {x|y|z} in {{location}}.", "Other {d|e} text."]},
+        }
+    )
+
+    def build():
+        assembler = ArticleAssembler(
+            blueprint=blueprint, campaign_slug="same", site=SiteInfo("example.com", "Brand"), geos=GEOS,
+            fragment_ids={}, offer_ids={}, blueprint_hash="h", generated_on=date(2026, 1, 1),
+        )
+        patterns = [PatternRef(UUID(int=200), "p", "x")]
+        return [assembler.assemble(p) for p in iter_permutations("example.com/same", GEOS, PERSONAS, patterns)]
+
+    assert build() == build()
