@@ -369,7 +369,7 @@ def write_articles(conn: Connection, inputs: CampaignInputs, stats: ArticleStats
             yield (
                 article.id, inputs.site.id, campaign.id, perm.id, "draft", False, article.title, article.content,
                 article.slug, article.seo_title, article.seo_description, article.word_count,
-                json.dumps(article.schema_json, ensure_ascii=False), json.dumps(article.provenance),
+                article.schema_text, json.dumps(article.provenance, separators=(",", ":")),
                 article.content_hash, json.dumps(list(article.issues)),
             )
 

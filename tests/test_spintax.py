@@ -426,3 +426,21 @@ def test_a_mistyped_token_is_an_error_not_literal_text(template, position):
     error = parse_error(template)
     assert "malformed token" in str(error)
     assert error.position == position
+
+
+def test_compiled_rendering_gives_exactly_the_templates_variations():
+    import html as html_module
+    import random as random_module
+
+    from spark_assets.content.spintax import compile_template, render_compiled
+
+    template = "A {b|c {d|e}} & {{city}} {f|{g|h {{city}}}}"
+    tree = parse(template)
+    values = {"city": "Austin"}
+    expected = {variation(tree, i, values) for i in range(count_variations(tree))}
+    compiled = compile_template(tree)
+    rng = random_module.Random(7)
+    seen = {render_compiled(compiled, values, rng.random) for _ in range(400)}
+    assert seen == expected
+    escaped = compile_template(tree, html_module.escape)
+    assert all("&amp;" in render_compiled(escaped, values, rng.random) for _ in range(20))

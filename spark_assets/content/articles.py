@@ -17,6 +17,7 @@ import html
 import json
 import random
 import re
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Mapping, Sequence
@@ -27,6 +28,8 @@ from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
+
+render = spintax.render_compiled
 
 SEO_TITLE_MAX = 60
 SEO_DESCRIPTION_MAX = 160
@@ -69,6 +72,7 @@ class Article:
     provenance: dict[str, Any]
     issues: tuple[str, ...]
     content_hash: str = field(default="")
+    schema_text: str = field(default="", repr=False)  # schema_json as compact JSON, encoded once
 
 
 def truncate_words(text: str, limit: int) -> str:
@@ -110,13 +114,16 @@ class ArticleAssembler:
         self.taken_slugs = taken_slugs
         self.headline_tree = spintax.parse(blueprint.headline_spintax_root)
         self.headline_variations = spintax.count_variations(self.headline_tree)
-        self.pattern_trees = {p.slug: spintax.parse(p.logic) for p in blueprint.patterns}
+        compile_ = lambda text: spintax.compile_template(spintax.parse(text), _collapse)  # noqa: E731
+        # fragments are the bulk of every article: compiled with their text already HTML-escaped
+        compile_html = lambda text: spintax.compile_template(spintax.parse(text), _escape_collapse)  # noqa: E731
+        self.pattern_trees = {p.slug: compile_(p.logic) for p in blueprint.patterns}
         self.fragment_trees = {
-            pillar: [spintax.parse(t) for t in texts] for pillar, texts in blueprint.fragments.items()
+            pillar: [compile_html(t) for t in texts] for pillar, texts in blueprint.fragments.items()
         }
-        self.heading_trees = {pillar: spintax.parse(t) for pillar, t in blueprint.headings.items()}
-        self.offer_trees = [(o.slug, spintax.parse(o.html)) for o in blueprint.offer_blocks]
-        self.faq_trees = [(spintax.parse(f.question), spintax.parse(f.answer)) for f in blueprint.faq]
+        self.heading_trees = {pillar: compile_(t) for pillar, t in blueprint.headings.items()}
+        self.offer_trees = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
+        self.faq_trees = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
         self.siblings = _nearby(geos)
         self._headline_hashes: set[int] = set()
@@ -126,8 +133,8 @@ class ArticleAssembler:
 
     def token_values(self, perm: Permutation) -> dict[str, str]:
         geo, persona = perm.geo, perm.persona
-        rng = random.Random(f"{perm.id}:pain_point")
-        pain = persona.pain_points[rng.randrange(len(persona.pain_points))] if persona.pain_points else ""
+        draw = random.Random(perm.id.int ^ zlib.crc32(b"pain_point")).random()
+        pain = persona.pain_points[int(draw * len(persona.pain_points))] if persona.pain_points else ""
         return {
             "city": geo.city or "",
             "county": geo.county or "",
@@ -186,34 +193,34 @@ class ArticleAssembler:
     def assemble(self, perm: Permutation) -> Article:
         values = self.token_values(perm)
         html_values = {k: html.escape(v) for k, v in values.items()}
-        seed = str(perm.id)
+        seed = perm.id.int & _MASK64
 
-        def rng(part: str) -> random.Random:
+        def rng(part: str):
             # one generator per part, so editing one fragment changes that part of an article and nothing else
-            return random.Random(f"{seed}:{part}")
+            return _random_stream(seed ^ (zlib.crc32(part.encode()) * 0x9E3779B97F4A7C15 & _MASK64))
 
         headline, headline_unique = self.headline(perm, values)
-        title = " ".join(spintax.render(self.pattern_trees[perm.pattern.slug], values, rng("title")).split())
+        title = " ".join(render(self.pattern_trees[perm.pattern.slug], values, rng("title")).split())
         slug = self.slug_for(perm.geo, perm)
         self._claim_slug(slug, perm)
 
         # one fragment per pillar, then more (other alternatives) while the article is short of its target
         chosen: dict[str, list[int]] = {
-            p: [rng(f"pick:{p}").randrange(len(self.fragment_trees[p]))] for p in self.pillars
+            p: [int(rng(f"pick:{p}")() * len(self.fragment_trees[p]))] for p in self.pillars
         }
         texts: dict[str, list[str]] = {
-            p: [spintax.render(self.fragment_trees[p][i], values, rng(f"{p}:{i}")) for i in idx]
+            p: [render(self.fragment_trees[p][i], html_values, rng(f"{p}:{i}")) for i in idx]
             for p, idx in chosen.items()
         }
         offer_slug, offer_html = None, ""
         if OFFER_SECTION in self.blueprint.outline:
-            offer_slug, tree = self.offer_trees[rng("pick:offer").randrange(len(self.offer_trees))]
-            offer_html = spintax.render(tree, html_values, rng(f"offer:{offer_slug}"))
+            offer_slug, tree = self.offer_trees[int(rng("pick:offer")() * len(self.offer_trees))]
+            offer_html = render(tree, html_values, rng(f"offer:{offer_slug}"))
         faq = [
-            (spintax.render(q, values, rng(f"faq:{i}:q")), spintax.render(a, values, rng(f"faq:{i}:a")))
+            (render(q, values, rng(f"faq:{i}:q")), render(a, values, rng(f"faq:{i}:a")))
             for i, (q, a) in enumerate(self.faq_trees)
         ] if FAQ_SECTION in self.blueprint.outline else []
-        headings = {p: spintax.render(t, values, rng(f"heading:{p}")) for p, t in self.heading_trees.items() if p in chosen}
+        headings = {p: render(t, values, rng(f"heading:{p}")) for p, t in self.heading_trees.items() if p in chosen}
 
         target = self.blueprint.target_word_count
         words = (
@@ -233,7 +240,7 @@ class ArticleAssembler:
                 while nxt in used:
                     nxt = (nxt + 1) % alternatives
                 used.append(nxt)
-                extra = spintax.render(self.fragment_trees[pillar][nxt], values, rng(f"{pillar}:{nxt}"))
+                extra = render(self.fragment_trees[pillar][nxt], html_values, rng(f"{pillar}:{nxt}"))
                 texts[pillar].append(extra)
                 words += word_count(extra)
                 if words >= target * 0.9:
@@ -248,7 +255,7 @@ class ArticleAssembler:
                 body.append(f'<section class="faq"><h2>Frequently Asked Questions</h2>{items}</section>')
             else:
                 heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
-                paragraphs = "".join(f"<p>{html.escape(' '.join(t.split()))}</p>" for t in texts[section])
+                paragraphs = "".join(f"<p>{t}</p>" for t in texts[section])  # escaped when compiled
                 body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
         related = self.blueprint.link_targets
         if related:
@@ -262,7 +269,7 @@ class ArticleAssembler:
             body.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{links}</ul></nav>')
         content = "\n".join(body)
 
-        intro = " ".join(texts[self.pillars[0]][0].split()) if self.pillars else title
+        intro = html.unescape(texts[self.pillars[0]][0]) if self.pillars else title
         seo_title = headline if len(headline) <= SEO_TITLE_MAX else truncate_words(headline, SEO_TITLE_MAX)
         if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
             seo_title = f"{seo_title} | {self.site.brand}"
@@ -313,12 +320,11 @@ class ArticleAssembler:
             provenance=provenance,
             issues=tuple(issues),
         )
+        schema_text = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
         digest = hashlib.sha256(
-            json.dumps(
-                [slug, title, headline, seo_title, seo_description, content, schema], sort_keys=True, ensure_ascii=False
-            ).encode()
+            "\x1f".join((slug, title, headline, seo_title, seo_description, content, schema_text)).encode()
         ).hexdigest()
-        return replace(article, content_hash=digest)
+        return replace(article, content_hash=digest, schema_text=schema_text)
 
     def _schema(
         self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
@@ -362,6 +368,33 @@ class ArticleAssembler:
                 }
             )
         return {"@context": "https://schema.org", "@graph": graph}
+
+
+_MASK64 = (1 << 64) - 1
+_WHITESPACE_RE = re.compile(r"\s+")
+
+
+def _collapse(text: str) -> str:
+    return _WHITESPACE_RE.sub(" ", text)
+
+
+def _escape_collapse(text: str) -> str:
+    return html.escape(_WHITESPACE_RE.sub(" ", text))
+
+
+def _random_stream(state: int):
+    """A seeded stream of floats in [0, 1): xorshift64*, cheap to seed (an article seeds about thirty of them; seeding
+    a Mersenne Twister costs more than all the draws together)."""
+    state = state or 0x9E3779B97F4A7C15
+
+    def draw() -> float:
+        nonlocal state
+        state ^= state >> 12
+        state ^= (state << 25) & _MASK64
+        state ^= state >> 27
+        return ((state * 0x2545F4914F6CDD1D) & _MASK64) / 18446744073709551616.0
+
+    return draw
 
 
 def _str(value: Any) -> str | None:

@@ -11,8 +11,8 @@ only the pairs likely to be above the threshold. Candidates are then verified wi
 
 Documents are streamed: only ids and signatures are kept (num_perm * 4 bytes each, plus the LSH buckets), never texts.
 
-Cost (benchmarks/dedupe_speed.py, 2-core machine): ~1 ms per 900-word article, about 5 s for 5,000; memory ~4 KB
-per article, mostly datasketch's LSH buckets. That is linear while near-copies are rare. When most of a campaign is
+Cost (benchmarks/dedupe_speed.py, 2-core VM): ~1 ms per 900-word article, 5,000 in 5-6 s (up to ~9 s while other
+work loads the machine); memory ~4 KB per article, mostly datasketch's LSH buckets. That is linear while near-copies are rare. When most of a campaign is
 near-copies of itself the candidate pairs grow quadratically, every new copy being compared with all earlier ones
 inside datasketch's query (2,000 copies of one article take ~5 s, 5,000 take ~18 s); such a campaign fails the check
 anyway, but checking it in full is slow.
