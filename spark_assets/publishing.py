@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.content.blueprint import Blueprint
-from spark_assets.content.dedupe import NearDuplicateReport
 from spark_assets.registry import Campaign, RegistryError, get_campaign
+
+if TYPE_CHECKING:  # datasketch pulls in scipy (a second to import): the CLI should not pay for it
+    from spark_assets.content.dedupe import NearDuplicateReport
 
 #: issues the quality stage owns (recomputed on every check); the others come from generation
 GATE_ISSUES = ("near_duplicate", "unresolved_markup")
@@ -55,7 +58,9 @@ class QualityReport:
         return "| article | article | similarity |\n|---|---|---|\n" + rows
 
 
-def record_quality(conn: Connection, campaign: Campaign, blueprint: Blueprint, near: NearDuplicateReport) -> QualityReport:
+def record_quality(
+    conn: Connection, campaign: Campaign, blueprint: Blueprint, near: "NearDuplicateReport"
+) -> QualityReport:
     """Flag each article with the gate's issues and store the campaign's report (replacing the previous one)."""
     conn.execute(
         sa.text(
