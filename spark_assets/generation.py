@@ -312,7 +312,9 @@ def articles(context: AssetExecutionContext, database: DatabaseResource) -> Iter
         with database.begin() as conn:
             inputs = load_inputs(conn, key)
             target = inputs.blueprint.target_word_count
-            changes = write_articles(conn, inputs, stats)
+            changes = write_articles(
+                conn, inputs, stats, report=lambda done, total: context.log.info(f"{key}: {done:,} of {total:,} articles")
+            )
         context.log.info(f"{key}: {changes}")
     counts = sorted(stats.word_counts)
     low, high = (int(target * 0.8), int(target * 1.25))
@@ -344,7 +346,19 @@ def articles(context: AssetExecutionContext, database: DatabaseResource) -> Iter
     )
 
 
-def write_articles(conn: Connection, inputs: CampaignInputs, stats: ArticleStats, generated_on: date | None = None) -> dict[str, int]:
+def in_batches(rows: Iterator[tuple], batch: int, total: int, report) -> Iterator[tuple]:
+    """Pass `rows` through, calling `report(done, total)` after every `batch` rows (the campaign's batch_count)."""
+    done = 0
+    for row in rows:
+        yield row
+        done += 1
+        if done % batch == 0 or done == total:
+            report(done, total)
+
+
+def write_articles(
+    conn: Connection, inputs: CampaignInputs, stats: ArticleStats, generated_on: date | None = None, report=None
+) -> dict[str, int]:
     """Generate and store every article of the campaign in the connection's transaction.
 
     A first run COPYs straight into generated_articles. Later runs COPY into a staging table and merge: unchanged
@@ -374,12 +388,15 @@ def write_articles(conn: Connection, inputs: CampaignInputs, stats: ArticleStats
             )
 
     conn.execute(sa.text("DELETE FROM campaign_quality WHERE campaign_id = :c"), {"c": campaign.id})
+    stream = rows()
+    if report is not None:
+        stream = in_batches(stream, inputs.blueprint.batch_count, inputs.permutation_count, report)
     if existing == 0:
-        written = copy_rows(conn, "generated_articles", _ARTICLE_COLUMNS, rows())
+        written = copy_rows(conn, "generated_articles", _ARTICLE_COLUMNS, stream)
         changes = {"new": written, "changed": 0, "unchanged": 0, "removed": 0}
     else:
         create_staging_table(conn, "staged_articles", "generated_articles", _ARTICLE_COLUMNS)
-        copy_rows(conn, "staged_articles", _ARTICLE_COLUMNS, rows())
+        copy_rows(conn, "staged_articles", _ARTICLE_COLUMNS, stream)
         removed = conn.execute(
             sa.text(
                 """DELETE FROM generated_articles g WHERE g.campaign_id = :c

@@ -432,15 +432,17 @@ def test_compiled_rendering_gives_exactly_the_templates_variations():
     import html as html_module
     import random as random_module
 
-    from spark_assets.content.spintax import compile_template, render_compiled
+    from spark_assets.content.spintax import compile_function, compile_template
 
     template = "A {b|c {d|e}} & {{city}} {f|{g|h {{city}}}}"
     tree = parse(template)
     values = {"city": "Austin"}
     expected = {variation(tree, i, values) for i in range(count_variations(tree))}
-    compiled = compile_template(tree)
+    compiled = compile_function(compile_template(tree))
     rng = random_module.Random(7)
-    seen = {render_compiled(compiled, values, rng.random) for _ in range(400)}
+    seen = {compiled(values, rng.random) for _ in range(400)}
     assert seen == expected
-    escaped = compile_template(tree, html_module.escape)
-    assert all("&amp;" in render_compiled(escaped, values, rng.random) for _ in range(20))
+    escaped = compile_function(compile_template(tree, html_module.escape))
+    assert all("&amp;" in escaped(values, rng.random) for _ in range(20))
+    first, second = random_module.Random(3), random_module.Random(3)
+    assert compiled(values, first.random) == compiled(values, second.random)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import random
 import re
-import zlib
+import struct
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import date
 from typing import Any, Mapping, Sequence
 from uuid import UUID
@@ -29,7 +29,10 @@ from spark_assets.content.geo import GeoTarget
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
 
-render = spintax.render_compiled
+
+
+def render(template, values: Mapping[str, str], draw) -> str:
+    return template(values, draw)
 
 SEO_TITLE_MAX = 60
 SEO_DESCRIPTION_MAX = 160
@@ -114,9 +117,12 @@ class ArticleAssembler:
         self.taken_slugs = taken_slugs
         self.headline_tree = spintax.parse(blueprint.headline_spintax_root)
         self.headline_variations = spintax.count_variations(self.headline_tree)
-        compile_ = lambda text: spintax.compile_template(spintax.parse(text), _collapse)  # noqa: E731
-        # fragments are the bulk of every article: compiled with their text already HTML-escaped
-        compile_html = lambda text: spintax.compile_template(spintax.parse(text), _escape_collapse)  # noqa: E731
+        # templates become Python functions f(values, random) -> str; fragments, the bulk of every article, are compiled
+        # with their literal text already HTML-escaped
+        compile_ = lambda text: spintax.compile_function(spintax.compile_template(spintax.parse(text), _collapse))  # noqa: E731
+        compile_html = lambda text: spintax.compile_function(  # noqa: E731
+            spintax.compile_template(spintax.parse(text), _escape_collapse)
+        )
         self.pattern_trees = {p.slug: compile_(p.logic) for p in blueprint.patterns}
         self.fragment_trees = {
             pillar: [compile_html(t) for t in texts] for pillar, texts in blueprint.fragments.items()
@@ -126,28 +132,55 @@ class ArticleAssembler:
         self.faq_trees = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
         self.siblings = _nearby(geos)
+        # 8-byte digests rather than the strings: a 500,000-article campaign keeps these sets in tens of MB
         self._headline_hashes: set[int] = set()
-        self._slugs: dict[str, str] = {}  # slug -> combination that took it
+        self._geo_values: dict[str, dict[str, str]] = {}
+        self._site_values = {"brand": site.brand, "domain": site.domain, "year": str(generated_on.year)}
+        self._escaped_site = {k: html.escape(v) for k, v in self._site_values.items()}
+        self._escaped_geo: dict[str, dict[str, str]] = {}
+        links = "".join(
+            f'<li><a href="{html.escape(l.url)}">{html.escape(l.anchor)}</a></li>' for l in blueprint.link_targets
+        )
+        self.related_html = f'<nav class="related"><h2>Related Services</h2><ul>{links}</ul></nav>' if links else ""
+        self._slugs: dict[int, int] = {}  # digest of a slug -> ordinal of the permutation that took it
 
     # --- tokens -------------------------------------------------------------------------------------------------
 
     def token_values(self, perm: Permutation) -> dict[str, str]:
         geo, persona = perm.geo, perm.persona
-        draw = random.Random(perm.id.int ^ zlib.crc32(b"pain_point")).random()
+        geo_values = self._geo_values.get(geo.key)
+        if geo_values is None:
+            geo_values = self._geo_values[geo.key] = {
+                "city": geo.city or "",
+                "county": geo.county or "",
+                "state": geo.state,
+                "state_code": geo.state_code,
+                "population": f"{geo.population:,}" if geo.population is not None else "",
+                "location": geo.label,
+            }
+        draw = _random_stream(perm.id.bytes + b"pain_point")()
         pain = persona.pain_points[int(draw * len(persona.pain_points))] if persona.pain_points else ""
         return {
-            "city": geo.city or "",
-            "county": geo.county or "",
-            "state": geo.state,
-            "state_code": geo.state_code,
-            "population": f"{geo.population:,}" if geo.population is not None else "",
-            "location": geo.label,
+            **geo_values,
             "avatar": persona.avatar_name,
             "variant": persona.variant_name,
             "pain_point": pain,
-            "brand": self.site.brand,
-            "domain": self.site.domain,
-            "year": str(self.generated_on.year),
+            **self._site_values,
+        }
+
+    def _escaped_values(self, perm: Permutation, values: Mapping[str, str]) -> dict[str, str]:
+        """`values` HTML-escaped; geo and site values are escaped once per campaign, not once per article."""
+        escaped_geo = self._escaped_geo.get(perm.geo.key)
+        if escaped_geo is None:
+            escaped_geo = self._escaped_geo[perm.geo.key] = {
+                k: html.escape(v) for k, v in self._geo_values[perm.geo.key].items()
+            }
+        return {
+            **escaped_geo,
+            **self._escaped_site,
+            "avatar": html.escape(values["avatar"]),
+            "variant": html.escape(values["variant"]),
+            "pain_point": html.escape(values["pain_point"]),
         }
 
     # --- headlines ----------------------------------------------------------------------------------------------
@@ -160,7 +193,7 @@ class ArticleAssembler:
         first = None
         for step in range(min(total, 64)):
             text = " ".join(spintax.variation(self.headline_tree, (start + step) % total, values).split())
-            digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+            digest = _digest(text)
             if first is None:
                 first = (text, digest)
             if digest not in self._headline_hashes:
@@ -180,24 +213,23 @@ class ArticleAssembler:
         return slug
 
     def _claim_slug(self, slug: str, perm: Permutation) -> None:
-        other = self._slugs.get(slug)
-        if other is not None:
+        other = self._slugs.setdefault(_digest(slug), perm.ordinal)
+        if other != perm.ordinal:
             raise DuplicateSlug(
-                f"slug '{slug}' would be used by both {other} and {perm.combination_key}: "
+                f"slug '{slug}' would be used by both permutation #{other} and {perm.combination_key}: "
                 "make the pattern, avatar and variant slugs distinct"
             )
-        self._slugs[slug] = perm.combination_key
 
     # --- the article --------------------------------------------------------------------------------------------
 
     def assemble(self, perm: Permutation) -> Article:
         values = self.token_values(perm)
-        html_values = {k: html.escape(v) for k, v in values.items()}
-        seed = perm.id.int & _MASK64
+        html_values = self._escaped_values(perm, values)
+        seed = perm.id.bytes
 
         def rng(part: str):
-            # one generator per part, so editing one fragment changes that part of an article and nothing else
-            return _random_stream(seed ^ (zlib.crc32(part.encode()) * 0x9E3779B97F4A7C15 & _MASK64))
+            # one stream per part, so editing one fragment changes that part of an article and nothing else
+            return _random_stream(seed + part.encode())
 
         headline, headline_unique = self.headline(perm, values)
         title = " ".join(render(self.pattern_trees[perm.pattern.slug], values, rng("title")).split())
@@ -224,7 +256,7 @@ class ArticleAssembler:
 
         target = self.blueprint.target_word_count
         words = (
-            sum(word_count(t) for ts in texts.values() for t in ts)
+            sum(len(t.split()) for ts in texts.values() for t in ts)  # fragments hold no tags
             + word_count(offer_html)
             + sum(word_count(q) + word_count(a) for q, a in faq)
         )
@@ -242,7 +274,7 @@ class ArticleAssembler:
                 used.append(nxt)
                 extra = render(self.fragment_trees[pillar][nxt], html_values, rng(f"{pillar}:{nxt}"))
                 texts[pillar].append(extra)
-                words += word_count(extra)
+                words += len(extra.split())
                 if words >= target * 0.9:
                     break
 
@@ -257,10 +289,8 @@ class ArticleAssembler:
                 heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
                 paragraphs = "".join(f"<p>{t}</p>" for t in texts[section])  # escaped when compiled
                 body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
-        related = self.blueprint.link_targets
-        if related:
-            links = "".join(f'<li><a href="{html.escape(l.url)}">{html.escape(l.anchor)}</a></li>' for l in related)
-            body.append(f'<nav class="related"><h2>Related Services</h2><ul>{links}</ul></nav>')
+        if self.related_html:
+            body.append(self.related_html)
         siblings = self.siblings.get(perm.geo.key, [])
         if siblings:
             links = "".join(
@@ -370,7 +400,10 @@ class ArticleAssembler:
         return {"@context": "https://schema.org", "@graph": graph}
 
 
-_MASK64 = (1 << 64) - 1
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 
@@ -382,25 +415,30 @@ def _escape_collapse(text: str) -> str:
     return html.escape(_WHITESPACE_RE.sub(" ", text))
 
 
-def _random_stream(state: int):
-    """A seeded stream of floats in [0, 1): xorshift64*, cheap to seed (an article seeds about thirty of them; seeding
-    a Mersenne Twister costs more than all the draws together)."""
-    state = state or 0x9E3779B97F4A7C15
+_UNPACK_16 = struct.Struct("<16I").unpack
 
-    def draw() -> float:
-        nonlocal state
-        state ^= state >> 12
-        state ^= (state << 25) & _MASK64
-        state ^= state >> 27
-        return ((state * 0x2545F4914F6CDD1D) & _MASK64) / 18446744073709551616.0
 
-    return draw
+def _random_stream(seed: bytes):
+    """A stream of floats in [0, 1) determined by `seed`: BLAKE2b of seed and a counter, 16 draws per digest. Cheap to
+    start (an article starts about thirty; seeding a Mersenne Twister costs more than all the draws together) and the
+    same on every platform and Python version."""
+
+    def floats():
+        counter = 0
+        while True:
+            digest = hashlib.blake2b(seed + counter.to_bytes(4, "little"), digest_size=64).digest()
+            for value in _UNPACK_16(digest):
+                yield value * 2.3283064365386963e-10  # / 2**32
+            counter += 1
+
+    return floats().__next__
 
 
 def _str(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
+@lru_cache(maxsize=1 << 16)
 def _bounded_slug(text: str) -> str:
     slug = slugify(text, max_length=10_000)
     if len(slug) <= SLUG_MAX:

@@ -219,8 +219,9 @@ def _variation_into(seq: Sequence, index: int, values: Mapping[str, str], out: l
 
 # --- compiled rendering ---------------------------------------------------------------------------------------------
 # Rendering is the hot loop of article generation (tens of renders per article, tens of thousands of articles), so a
-# tree is compiled once into plain tuples and strings, dispatched on exact types, with choices drawn by one C-level
-# random() call each; choices whose options are all plain text are a tuple of strings, rendered without recursion.
+# tree is compiled once into plain tuples and strings (choices whose options are all plain text become a tuple of
+# strings), and those into Python functions that build the text with one join per (sub)template. `render` above is
+# the plain reference; the compiled form draws `random()` once per choice, left to right.
 
 
 class _CompiledToken(str):
@@ -231,7 +232,7 @@ Compiled = tuple  # tuple[str | _CompiledToken | tuple[...], ...]
 
 
 def compile_template(seq: Sequence, text: "callable" = lambda value: value) -> Compiled:
-    """Compile a parsed template for `render_compiled`; adjacent text is merged, and `text` is applied to every literal
+    """Compile a parsed template for `compile_function`; adjacent text is merged, and `text` is applied to every literal
     (e.g. html.escape, so rendering needs no escaping pass; token values are the caller's to escape)."""
     parts: list = []
     for node in seq.nodes:
@@ -251,24 +252,34 @@ def compile_template(seq: Sequence, text: "callable" = lambda value: value) -> C
     return tuple(parts)
 
 
-def render_compiled(template: Compiled, values: Mapping[str, str], random: "callable") -> str:
-    """Like `render`, for a compiled template; `random` returns floats in [0, 1) (a seeded Random's .random)."""
-    out: list[str] = []
-    _render_compiled_into(template, values, random, out.append)
-    return "".join(out)
+def compile_function(template: Compiled) -> "callable":
+    """A compiled template as a Python function `f(values, random) -> str`: one string join per (sub)template, with
+    no per-part dispatch. `random()` is drawn once per choice, left to right, inner choices where they occur."""
+    namespace: dict = {}
+    counter = iter(range(1 << 30))
 
-
-def _render_compiled_into(template: Compiled, values: Mapping[str, str], random, emit) -> None:
-    for part in template:
-        kind = type(part)
-        if kind is str:
-            emit(part)
-        elif kind is _CompiledToken:
-            emit(values[part])
-        else:
-            options = part[1]
-            chosen = options[int(random() * len(options))]
-            if part[0] == "static":
-                emit(chosen)
+    def build(parts: Compiled) -> str:
+        items = []
+        for part in parts:
+            kind = type(part)
+            if kind is str:
+                name = f"_c{next(counter)}"
+                namespace[name] = part
+                items.append(name)
+            elif kind is _CompiledToken:
+                items.append(f"v[{str(part)!r}]")
+            elif part[0] == "static":
+                name = f"_s{next(counter)}"
+                namespace[name] = part[1]
+                items.append(f"{name}[int(r() * {len(part[1])})]")
             else:
-                _render_compiled_into(chosen, values, random, emit)
+                subs = [build(option) for option in part[1]]
+                name = f"_d{next(counter)}"
+                namespace[name] = tuple(namespace[s] for s in subs)
+                items.append(f"{name}[int(r() * {len(subs)})](v, r)")
+        function = f"_f{next(counter)}"
+        body = f"''.join(({', '.join(items)},))" if items else "''"
+        exec(f"def {function}(v, r):\n    return {body}\n", namespace)  # noqa: S102 - source built from our own tree
+        return function
+
+    return namespace[build(template)]
