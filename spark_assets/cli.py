@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -199,9 +201,22 @@ def demo(blueprint: Path | None) -> None:
 def ui(ctx: click.Context) -> None:
     """Open the Dagster UI (dagster dev) on the same instance and database the demo used. Extra args go to dagster."""
     prepare_dagster_home(dagster_home())
+    # Start (or join) the database here, in a process with no threads yet, and hold it while the UI runs: the code
+    # server, daemon and run workers then join a running server. Started from inside Dagster's gRPC server instead,
+    # pgserver's pg_ctl can crash when run as root (it forks to switch user while gRPC threads are running).
+    engine = get_engine()
+    click.echo(f"database: {describe_url(str(engine.url))}")
     dagster = Path(sys.executable).with_name("dagster")  # the venv's, even when the venv is not activated
     args = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "spark_assets.definitions", *ctx.args]
-    os.execvp(args[0], args)
+    process = subprocess.Popen(args)
+    # pass a SIGTERM on and wait, so this process exits last and releases the embedded server (pgserver stops it when
+    # its last user exits); Ctrl-C reaches dagster dev directly, through the terminal's process group
+    signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    while True:
+        try:
+            sys.exit(process.wait())
+        except KeyboardInterrupt:
+            continue
 
 
 def dagster_home() -> Path:

@@ -12,6 +12,7 @@ URLs may carry passwords, so they are only ever shown redacted (`describe_url`).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
@@ -68,6 +69,7 @@ def embedded_url(home: Path | None = None) -> str:
         server = _embedded_servers.get(pgdata)
         if server is None:
             pgdata.mkdir(parents=True, exist_ok=True)
+            _forget_dead_users(pgserver, pgdata)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 server = pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -75,6 +77,32 @@ def embedded_url(home: Path | None = None) -> str:
     admin_url = normalize_url(server.get_uri())  # type: ignore[attr-defined]
     ensure_database(admin_url, EMBEDDED_DATABASE)
     return make_url(admin_url).set(database=EMBEDDED_DATABASE).render_as_string(hide_password=False)
+
+
+def _forget_dead_users(pgserver, pgdata: Path) -> None:
+    """Drop pids of processes that no longer exist from pgserver's list of the server's users.
+
+    pgserver stops the server when its last user exits normally; a user that was killed (SIGKILL, a crashed run
+    worker) never takes itself off the list, and the server would then run forever."""
+    handles = pgdata / ".handle_pids.json"
+    with pgserver.PostgresServer._lock:  # the lock pgserver itself takes around that file
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if _process_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def ensure_database(admin_url: str, name: str) -> None:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import sys
 from pathlib import Path
 
@@ -87,3 +88,25 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     listing = _spark(["site", "list"], home)
     assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_user_does_not_keep_the_embedded_server_running(home, monkeypatch):
+    """pgserver stops the server when its last user exits; a user killed with SIGKILL must not count for ever."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"SPARK_HOME": str(home)}
+    code = "from spark_resources.database import get_engine; import time; get_engine(); print('up', flush=True); time.sleep(120)"
+    user = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert user.stdout.readline().strip() == "up"
+    user.kill()
+    user.wait()
+    assert _servers_on(home / "pgdata"), "the killed user left the server running"
+
+    from spark_resources.database import get_engine, stop_embedded_servers
+
+    monkeypatch.setenv("SPARK_HOME", str(home))
+    get_engine()  # joins the running server, and forgets the dead user
+    stop_embedded_servers()  # the last live user leaves: the server stops
+    deadline = time.monotonic() + 15
+    while _servers_on(home / "pgdata") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _servers_on(home / "pgdata") == []
