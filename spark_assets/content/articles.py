@@ -30,10 +30,6 @@ from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
 
 
-
-def render(template, values: Mapping[str, str], draw) -> str:
-    return template(values, draw)
-
 SEO_TITLE_MAX = 60
 SEO_DESCRIPTION_MAX = 160
 SLUG_MAX = 200
@@ -123,13 +119,13 @@ class ArticleAssembler:
         compile_html = lambda text: spintax.compile_function(  # noqa: E731
             spintax.compile_template(spintax.parse(text), _escape_collapse)
         )
-        self.pattern_trees = {p.slug: compile_(p.logic) for p in blueprint.patterns}
-        self.fragment_trees = {
+        self.pattern_templates = {p.slug: compile_(p.logic) for p in blueprint.patterns}
+        self.fragment_templates = {
             pillar: [compile_html(t) for t in texts] for pillar, texts in blueprint.fragments.items()
         }
-        self.heading_trees = {pillar: compile_(t) for pillar, t in blueprint.headings.items()}
-        self.offer_trees = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
-        self.faq_trees = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
+        self.heading_templates = {pillar: compile_(t) for pillar, t in blueprint.headings.items()}
+        self.offer_templates = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
+        self.faq_templates = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
         self.siblings = _nearby(geos)
         # 8-byte digests rather than the strings: a 500,000-article campaign keeps these sets in tens of MB
@@ -232,27 +228,27 @@ class ArticleAssembler:
             return _random_stream(seed + part.encode())
 
         headline, headline_unique = self.headline(perm, values)
-        title = " ".join(render(self.pattern_trees[perm.pattern.slug], values, rng("title")).split())
+        title = " ".join(self.pattern_templates[perm.pattern.slug](values, rng("title")).split())
         slug = self.slug_for(perm.geo, perm)
         self._claim_slug(slug, perm)
 
         # one fragment per pillar, then more (other alternatives) while the article is short of its target
         chosen: dict[str, list[int]] = {
-            p: [int(rng(f"pick:{p}")() * len(self.fragment_trees[p]))] for p in self.pillars
+            p: [int(rng(f"pick:{p}")() * len(self.fragment_templates[p]))] for p in self.pillars
         }
         texts: dict[str, list[str]] = {
-            p: [render(self.fragment_trees[p][i], html_values, rng(f"{p}:{i}")) for i in idx]
+            p: [self.fragment_templates[p][i](html_values, rng(f"{p}:{i}")) for i in idx]
             for p, idx in chosen.items()
         }
         offer_slug, offer_html = None, ""
         if OFFER_SECTION in self.blueprint.outline:
-            offer_slug, tree = self.offer_trees[int(rng("pick:offer")() * len(self.offer_trees))]
-            offer_html = render(tree, html_values, rng(f"offer:{offer_slug}"))
+            offer_slug, offer = self.offer_templates[int(rng("pick:offer")() * len(self.offer_templates))]
+            offer_html = offer(html_values, rng(f"offer:{offer_slug}"))
         faq = [
-            (render(q, values, rng(f"faq:{i}:q")), render(a, values, rng(f"faq:{i}:a")))
-            for i, (q, a) in enumerate(self.faq_trees)
+            (q(values, rng(f"faq:{i}:q")), a(values, rng(f"faq:{i}:a")))
+            for i, (q, a) in enumerate(self.faq_templates)
         ] if FAQ_SECTION in self.blueprint.outline else []
-        headings = {p: render(t, values, rng(f"heading:{p}")) for p, t in self.heading_trees.items() if p in chosen}
+        headings = {p: t(values, rng(f"heading:{p}")) for p, t in self.heading_templates.items() if p in chosen}
 
         target = self.blueprint.target_word_count
         words = (
@@ -260,10 +256,10 @@ class ArticleAssembler:
             + word_count(offer_html)
             + sum(word_count(q) + word_count(a) for q, a in faq)
         )
-        extendable = [p for p in self.pillars if len(self.fragment_trees[p]) > 1]
+        extendable = [p for p in self.pillars if len(self.fragment_templates[p]) > 1]
         while words < target * 0.9 and extendable:
             for pillar in list(extendable):
-                alternatives = len(self.fragment_trees[pillar])
+                alternatives = len(self.fragment_templates[pillar])
                 used = chosen[pillar]
                 if len(used) >= alternatives:
                     extendable.remove(pillar)
@@ -272,7 +268,7 @@ class ArticleAssembler:
                 while nxt in used:
                     nxt = (nxt + 1) % alternatives
                 used.append(nxt)
-                extra = render(self.fragment_trees[pillar][nxt], html_values, rng(f"{pillar}:{nxt}"))
+                extra = self.fragment_templates[pillar][nxt](html_values, rng(f"{pillar}:{nxt}"))
                 texts[pillar].append(extra)
                 words += len(extra.split())
                 if words >= target * 0.9:
