@@ -89,7 +89,7 @@ def run(articles: int, stages: set[str]) -> dict:
     from dagster import materialize
 
     from spark_assets.content.blueprint import parse_blueprint
-    from spark_assets.definitions import all_assets
+    from spark_assets.definitions import content_factory_assets
     from spark_assets.generation import ArticleStats, load_inputs, write_articles, write_headlines, write_permutations
     from spark_assets.registry import add_site, import_campaign
     from spark_resources.database import DatabaseResource, get_engine
@@ -108,10 +108,10 @@ def run(articles: int, stages: set[str]) -> dict:
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("campaign", [key])
         for name, partition in (("locations", None), ("avatars", None), ("campaign_blueprint", key)):
-            materialize(all_assets, selection=[name], partition_key=partition, instance=instance,
+            materialize(content_factory_assets, selection=[name], partition_key=partition, instance=instance,
                         resources={"database": database})
         started = time.perf_counter()
-        materialize(all_assets, selection=["campaign_geo"], partition_key=key, instance=instance,
+        materialize(content_factory_assets, selection=["campaign_geo"], partition_key=key, instance=instance,
                     resources={"database": database})
         timings["campaign_geo"] = time.perf_counter() - started
 

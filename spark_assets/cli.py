@@ -15,15 +15,19 @@ from pathlib import Path
 
 import click
 
+from spark_assets.accounts import add_cloudflare_account, add_gsc_account, list_accounts
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
 from spark_assets.content.names import InvalidName
 from spark_assets.publishing import approve, article_overview, publish
 from spark_assets.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
 from spark_resources import migrations
+from spark_resources.secrets import SecretKeyError
 from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine, spark_home
 
 #: errors that are the operator's to fix: shown as one message, never as a traceback
-OPERATOR_ERRORS = (BlueprintError, InvalidName, RegistryError, DatabaseUnavailable, migrations.MigrationError)
+OPERATOR_ERRORS = (
+    BlueprintError, InvalidName, RegistryError, DatabaseUnavailable, migrations.MigrationError, SecretKeyError
+)
 
 
 class SparkGroup(click.Group):
@@ -107,6 +111,55 @@ def site_list() -> None:
             f"{s.domain:32} {(s.brand_name or '-')[:24]:24} {s.status:9} {s.status_dns:8} {s.status_hosting:8} "
             f"{s.status_content:10} {s.status_deployment}"
         )
+
+
+@main.group()
+def account() -> None:
+    """Provider accounts; their tokens are stored encrypted and never printed."""
+
+
+def _token(env_name: str | None, prompt: str) -> str:
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise RegistryError(f"environment variable {env_name} is empty or not set")
+        return value
+    return click.prompt(prompt, hide_input=True)
+
+
+@account.command("add-cloudflare")
+@click.argument("email")
+@click.option("--nickname", required=True, help="name used to pick the account, e.g. CF_Batch_1")
+@click.option("--account-id", "provider_account_id", required=True, help="the Cloudflare account id zones go into")
+@click.option("--token-env", help="read the API token from this environment variable instead of a hidden prompt")
+def account_add_cloudflare(email: str, nickname: str, provider_account_id: str, token_env: str | None) -> None:
+    """Add a Cloudflare account (or replace the token of the one with this nickname)."""
+    token = _token(token_env, "Cloudflare API token")
+    with get_engine().begin() as conn:
+        added, created = add_cloudflare_account(
+            conn, email=email, nickname=nickname, provider_account_id=provider_account_id, api_token=token
+        )
+    click.echo(f"{'added' if created else 'updated'}: cloudflare account {added.label} ({added.email})")
+
+
+@account.command("add-gsc")
+@click.argument("email")
+@click.option("--token-env", help="read the OAuth refresh token from this environment variable instead of a prompt")
+def account_add_gsc(email: str, token_env: str | None) -> None:
+    """Add a Google Search Console account (or replace its refresh token)."""
+    token = _token(token_env, "OAuth refresh token")
+    with get_engine().begin() as conn:
+        added, created = add_gsc_account(conn, email=email, refresh_token=token)
+    click.echo(f"{'added' if created else 'updated'}: gsc account {added.email}")
+
+
+@account.command("list")
+def account_list() -> None:
+    """Accounts with their status and how many sites each serves (tokens are never shown)."""
+    with get_engine().connect() as conn:
+        for kind in ("cloudflare", "gsc"):
+            for a in list_accounts(conn, kind):
+                click.echo(f"{kind:10} {a.label:28} {a.email:32} {a.status:8} {a.sites} site(s)")
 
 
 @main.group()

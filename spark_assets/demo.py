@@ -8,8 +8,9 @@ and finally prints what was made. Runs go to the Dagster instance in $DAGSTER_HO
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 from dagster import (
@@ -19,6 +20,7 @@ from dagster import (
     materialize,
 )
 
+from spark_assets.accounts import add_cloudflare_account, assign_accounts
 from spark_assets.content.blueprint import load_blueprint
 from spark_assets.definitions import all_assets, defs
 from spark_assets.partitions import campaign_partitions, site_partitions
@@ -26,6 +28,10 @@ from spark_assets.registry import add_site, import_campaign
 from spark_assets.sensors import unseen
 from spark_resources import migrations
 from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
+from spark_resources.providers.cloudflare import CloudflareResource
+from spark_resources.providers.namecheap import NamecheapResource
+from spark_resources.simulators.cloudflare import CloudflareSimulator
+from spark_resources.simulators.namecheap import NamecheapSimulator
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
@@ -96,8 +102,52 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
 
     partition_for = {site_partitions.name: site.domain, campaign_partitions.name: campaign.partition_key}
     graph = defs.resolve_asset_graph()
-    resources = defs.resources
     keys = [key for key in graph.toposorted_asset_keys if graph.get(key).is_materializable]
+    with sandbox(engine, site) as resources:
+        _materialize_all(keys, graph, partition_for, instance, resources, step)
+    with engine.connect() as conn:
+        summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
+        status_dns = conn.execute(sa.text("SELECT status_dns FROM sites WHERE id = :s"), {"s": site.id}).scalar_one()
+    echo("")
+    echo(f"Made for {site.domain} ({DEMO_BRAND}), DNS {status_dns} (sandbox: local Cloudflare and Namecheap simulators):")
+    for name, count in summary.items():
+        echo(f"  {name:20} {count}")
+    echo("")
+    echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
+    echo("See the lineage and run metadata: `make ui`, then open http://127.0.0.1:3000")
+    dispose_engines()
+    return summary
+
+
+SANDBOX_TOKEN = "sandbox-cloudflare-token"
+SANDBOX_NAMECHEAP = {"api_user": "sandbox", "api_key": "sandbox-namecheap-key", "username": "sandbox",
+                     "client_ip": "127.0.0.1"}
+
+
+@contextmanager
+def sandbox(engine, site) -> Iterator[dict]:
+    """The Definitions' resources with the providers replaced by local simulators, and the demo site given a sandbox
+    Cloudflare account (disabled, so it is never assigned to a real site automatically)."""
+    with CloudflareSimulator(token=SANDBOX_TOKEN) as cloudflare, NamecheapSimulator(
+        api_user=SANDBOX_NAMECHEAP["api_user"], api_key=SANDBOX_NAMECHEAP["api_key"]
+    ) as namecheap:
+        namecheap.register(site.domain)
+        namecheap.on_nameservers = lambda domain, servers: cloudflare.activate_zone(domain)
+        with engine.begin() as conn:
+            account, _ = add_cloudflare_account(
+                conn, email="sandbox@spark-factory.example", nickname="sandbox",
+                provider_account_id="sandbox-account", api_token=SANDBOX_TOKEN,
+            )
+            conn.execute(sa.text("UPDATE cloudflare_accounts SET status = 'disabled' WHERE id = :a"), {"a": account.id})
+            assign_accounts(conn, site, cloudflare="sandbox")
+        yield {
+            **defs.resources,
+            "cloudflare": CloudflareResource(base_url=cloudflare.base_url, hosting_target="sites.sandbox.example"),
+            "namecheap": NamecheapResource(base_url=namecheap.base_url, **SANDBOX_NAMECHEAP),
+        }
+
+
+def _materialize_all(keys, graph, partition_for, instance, resources, step) -> None:
     for index, asset_key in enumerate(keys, start=1):
         partitions_def = graph.get(asset_key).partitions_def
         if partitions_def is not None and not isinstance(partitions_def, DynamicPartitionsDefinition):
@@ -121,17 +171,6 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
                 if not check.passed:
                     step.note(f"check {check.check_name} did not pass ({check.severity.value})")
 
-    with engine.connect() as conn:
-        summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
-    echo("")
-    echo(f"Made for {site.domain} ({DEMO_BRAND}):")
-    for name, count in summary.items():
-        echo(f"  {name:20} {count}")
-    echo("")
-    echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
-    echo("See the lineage and run metadata: `make ui`, then open http://127.0.0.1:3000")
-    dispose_engines()
-    return summary
 
 
 class DemoFailed(RuntimeError):
@@ -154,12 +193,15 @@ def _headline(result, asset_key: AssetKey) -> str:
     if not events:
         return "no materialization recorded"
     metadata = events[-1].materialization.metadata
-    numbers = [
-        f"{k}={v.value:.2%}" if k.endswith("_rate") else f"{k}={v.value}"
-        for k, v in metadata.items()
-        if isinstance(v.value, (int, float)) and not isinstance(v.value, bool) and k != "seconds"
-    ]
-    return ", ".join(numbers[:8])
+    shown = []
+    for key, entry in metadata.items():
+        value = entry.value
+        if key == "seconds" or not isinstance(value, (int, float, str, bool)):
+            continue
+        if isinstance(value, str) and (len(value) > 40 or "\n" in value):
+            continue
+        shown.append(f"{key}={value:.2%}" if key.endswith("_rate") else f"{key}={value}")
+    return ", ".join(shown[:8])
 
 
 class _Steps:

@@ -38,8 +38,8 @@ NEW_CAMPAIGN_ASSETS = [
         "article_quality",
     )
 ]
-#: what a new site partition is materialized with (none yet: provisioning assets will go here)
-NEW_SITE_ASSETS: list[AssetKey] = []
+#: what a new site partition is materialized with: its provisioning (more steps join as they are built)
+NEW_SITE_ASSETS: list[AssetKey] = [AssetKey("site_dns")]
 
 def registry_fingerprint(keys: Iterable[str]) -> str:
     """A short digest of the sorted key set: equal fingerprints mean nothing was added or archived."""

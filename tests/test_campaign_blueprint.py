@@ -10,7 +10,7 @@ from dagster import DagsterInstance, instance_for_test, materialize
 
 from spark_assets import dimensions
 from spark_assets.content.blueprint import parse_blueprint
-from spark_assets.definitions import all_assets
+from spark_assets.definitions import content_factory_assets
 from spark_assets.registry import add_site, import_campaign
 
 from .conftest import DEMO_BLUEPRINT, database_snapshot
@@ -27,7 +27,7 @@ def _import(engine, data: dict) -> None:
 def _materialize(instance: DagsterInstance, database, raise_on_error: bool = True):
     instance.add_dynamic_partitions("campaign", [KEY])
     return materialize(
-        all_assets,
+        content_factory_assets,
         selection=["campaign_blueprint"],
         partition_key=KEY,
         instance=instance,

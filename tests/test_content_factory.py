@@ -15,7 +15,7 @@ from dagster import DagsterInstance, instance_for_test, materialize
 from spark_assets import generation
 from spark_assets.cli import main
 from spark_assets.content.blueprint import parse_blueprint
-from spark_assets.definitions import all_assets
+from spark_assets.definitions import content_factory_assets
 from spark_assets.registry import add_site, import_campaign
 
 from .conftest import REPO_ROOT, database_snapshot
@@ -42,7 +42,7 @@ def _run(instance: DagsterInstance, database, names: list[str], raise_on_error: 
         partitioned = name not in ("locations", "avatars")
         results.append(
             materialize(
-                all_assets, selection=[name], partition_key=KEY if partitioned else None, instance=instance,
+                content_factory_assets, selection=[name], partition_key=KEY if partitioned else None, instance=instance,
                 resources={"database": database}, raise_on_error=raise_on_error,
             )
         )

@@ -49,12 +49,13 @@ def test_migrations_from_empty_then_reapplied_as_no_op(empty_database_url):
     engine = _engine(empty_database_url)
     files = migrations.discover()
     assert [m.filename for m in files] == [
-        "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql", "0005_content.sql"
+        "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql", "0005_content.sql",
+        "0006_provisioning.sql",
     ]  # fmt: skip
 
     applied = migrations.upgrade(engine)
 
-    assert [m.version for m in applied] == [1, 2, 3, 4, 5]
+    assert [m.version for m in applied] == [1, 2, 3, 4, 5, 6]
     assert _tables(engine) == DESIGN_TABLES | {migrations.MIGRATIONS_TABLE}
     with engine.connect() as conn:
         recorded = conn.execute(sa.text("SELECT version, checksum FROM spark_schema_migrations ORDER BY 1")).all()
@@ -248,7 +249,7 @@ def test_concurrent_upgrades_apply_each_migration_once(empty_database_url):
     engine.dispose()
 
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 0, 5]
+    assert sorted(len(r) for r in results) == [0, 0, len(migrations.discover())]
 
 
 def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkeypatch):
@@ -260,9 +261,9 @@ def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkey
         get_engine()
     result = runner.invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "applied 0005_content.sql" in result.output
+    assert "applied 0006_provisioning.sql" in result.output
     again = runner.invoke(main, ["db", "upgrade"])
-    assert again.exit_code == 0 and "schema is current (5 migrations)" in again.output
+    assert again.exit_code == 0 and f"schema is current ({len(migrations.discover())} migrations)" in again.output
 
     engine = get_engine()
     assert _tables(engine) >= DESIGN_TABLES

@@ -1,0 +1,233 @@
+"""Cloudflare API v4: zones and DNS records (../shared/contracts/PROVIDERS.md, section 1).
+
+The same client talks to api.cloudflare.com and to the local simulator (`spark_resources.simulators.cloudflare`): only the
+base URL and the token differ. Every call goes through the rate limiter (Cloudflare allows 1,200 requests per 5 minutes
+per token, for all clients together) and the retry policy in `providers.http`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from spark_resources.secrets import Secret
+from spark_resources.providers.http import (
+    AuthenticationError,
+    ProviderError,
+    RateLimiter,
+    TransientProviderError,
+    with_retries,
+)
+
+PROVIDER = "cloudflare"
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+#: error codes that mean "already there": get-or-create treats them as success
+ZONE_EXISTS = 1061
+RECORD_EXISTS = (81057, 81058)
+_AUTH_CODES = {10000, 9109, 6003, 6111}
+
+
+@dataclass(frozen=True)
+class Zone:
+    id: str
+    name: str
+    status: str
+    name_servers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    id: str
+    type: str
+    name: str
+    content: str
+    ttl: int
+    proxied: bool
+
+
+class CloudflareClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_token: "str | Secret",
+        *,
+        limiter: RateLimiter,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        attempts: int = 4,
+        max_wait: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_token.reveal() if isinstance(api_token, Secret) else api_token}"},
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+        )
+        self._limiter = limiter
+        self._attempts = attempts
+        self._max_wait = max_wait
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- zones ----------------------------------------------------------------------------------------------------
+
+    def find_zone(self, name: str) -> Zone | None:
+        zones = [_zone(z) for z in self._pages("/zones", {"name": name}, per_page=50)]
+        return zones[0] if zones else None
+
+    def get_zone(self, zone_id: str) -> Zone:
+        return _zone(self._request("GET", f"/zones/{zone_id}")["result"])
+
+    def create_zone(self, name: str, account_id: str) -> Zone:
+        body = {"name": name, "account": {"id": account_id}, "type": "full"}
+        return _zone(self._request("POST", "/zones", json=body)["result"])
+
+    def ensure_zone(self, name: str, account_id: str) -> tuple[Zone, bool]:
+        """The zone for `name`, created if missing; (zone, created). A zone that already exists is not an error."""
+        zone = self.find_zone(name)
+        if zone is not None:
+            return zone, False
+        try:
+            return self.create_zone(name, account_id), True
+        except ProviderError as exc:
+            if exc.code != ZONE_EXISTS:
+                raise
+            zone = self.find_zone(name)  # created by someone else in between
+            if zone is None:
+                raise
+            return zone, False
+
+    # --- DNS records ----------------------------------------------------------------------------------------------
+
+    def list_dns_records(self, zone_id: str, *, type: str | None = None, name: str | None = None) -> list[DnsRecord]:
+        params = {k: v for k, v in {"type": type, "name": name}.items() if v}
+        return [_record(r) for r in self._pages(f"/zones/{zone_id}/dns_records", params, per_page=100)]
+
+    def create_dns_record(
+        self, zone_id: str, *, type: str, name: str, content: str, ttl: int = 1, proxied: bool = False
+    ) -> DnsRecord:
+        body = {"type": type, "name": name, "content": content, "ttl": ttl, "proxied": proxied}
+        return _record(self._request("POST", f"/zones/{zone_id}/dns_records", json=body)["result"])
+
+    def update_dns_record(self, zone_id: str, record_id: str, **changes: Any) -> DnsRecord:
+        return _record(self._request("PATCH", f"/zones/{zone_id}/dns_records/{record_id}", json=changes)["result"])
+
+    def ensure_dns_record(
+        self, zone_id: str, *, type: str, name: str, content: str, ttl: int = 1, proxied: bool = False
+    ) -> tuple[DnsRecord, str]:
+        """Make one record of (type, name) hold `content`: ('created' | 'updated' | 'unchanged')."""
+        existing = self.list_dns_records(zone_id, type=type, name=name)
+        for record in existing:
+            if record.content == content and record.proxied == proxied and record.ttl == ttl:
+                return record, "unchanged"
+        if existing:
+            record = existing[0]
+            return self.update_dns_record(zone_id, record.id, content=content, ttl=ttl, proxied=proxied), "updated"
+        try:
+            return self.create_dns_record(zone_id, type=type, name=name, content=content, ttl=ttl, proxied=proxied), "created"
+        except ProviderError as exc:
+            if exc.code not in RECORD_EXISTS:
+                raise
+            for record in self.list_dns_records(zone_id, type=type, name=name):
+                if record.content == content:
+                    return record, "unchanged"
+            raise
+
+    # --- transport ------------------------------------------------------------------------------------------------
+
+    def _pages(self, path: str, params: dict[str, Any], per_page: int) -> Iterator[dict]:
+        page = 1
+        while True:
+            body = self._request("GET", path, params={**params, "page": page, "per_page": per_page})
+            yield from body.get("result") or []
+            info = body.get("result_info") or {}
+            if page >= int(info.get("total_pages") or 1):
+                return
+            page += 1
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict:
+        def attempt() -> dict:
+            self._limiter.acquire()
+            response = self._http.request(method, path, **kwargs)
+            return _envelope(response)
+
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+
+
+def _envelope(response: httpx.Response) -> dict:
+    """The decoded envelope of a successful call, or the typed error for this response."""
+    try:
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise TransientProviderError(
+            PROVIDER, "malformed response body (not the JSON envelope)", code="malformed", status=response.status_code
+        ) from None
+    errors = body.get("errors") or []
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    code, message = first.get("code"), first.get("message") or response.reason_phrase
+    if response.status_code == 429:
+        retry_after = response.headers.get("retry-after")
+        raise TransientProviderError(
+            PROVIDER, message, code=code, status=429, retry_after=float(retry_after) if retry_after else None
+        )
+    if response.status_code >= 500:
+        raise TransientProviderError(PROVIDER, message, code=code, status=response.status_code)
+    if response.status_code in (401, 403) or code in _AUTH_CODES:
+        raise AuthenticationError(PROVIDER, message, code=code, status=response.status_code)
+    if not body.get("success", False):
+        raise ProviderError(PROVIDER, message, code=code, status=response.status_code)
+    return body
+
+
+def _zone(data: dict) -> Zone:
+    return Zone(data["id"], data["name"], data.get("status", ""), tuple(data.get("name_servers") or ()))
+
+
+def _record(data: dict) -> DnsRecord:
+    return DnsRecord(data["id"], data["type"], data["name"], data["content"], int(data.get("ttl", 1)),
+                     bool(data.get("proxied", False)))
+
+
+class CloudflareResource(ConfigurableResource):
+    """Cloudflare API v4. Tokens normally come per account from `cloudflare_accounts` (encrypted); `api_token` (an
+    EnvVar) is the fallback for a single-account setup. Point `base_url` at the simulator for the sandbox."""
+
+    api_token: str | None = Field(None, description="scoped API token (Zone:Edit, DNS:Edit); from the environment")
+    base_url: str = DEFAULT_BASE_URL
+    hosting_target: str = Field(
+        "sites.spark-factory.example", description="the host every site's apex and www point at (CNAME, flattened)"
+    )
+    requests_per_window: int = Field(1200, description="client-side limit, Cloudflare's per-token budget")
+    window_seconds: float = 300.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 4
+    max_wait_seconds: float = 60.0
+
+    _limiter: RateLimiter | None = PrivateAttr(default=None)
+
+    def get_client(self, api_token: Secret | None = None) -> CloudflareClient:
+        """A client with `api_token` (an account's), else the configured one. One rate limiter per resource: Cloudflare
+        counts per token, so this is conservative when several accounts are used at once."""
+        token = api_token or (Secret(self.api_token) if self.api_token else None)
+        if token is None:
+            raise ValueError("no Cloudflare API token: add an account (`spark account add cloudflare`) or set api_token")
+        if self._limiter is None:
+            self._limiter = RateLimiter(self.requests_per_window, self.window_seconds)
+        return CloudflareClient(
+            self.base_url,
+            token,
+            limiter=self._limiter,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            attempts=self.attempts,
+            max_wait=self.max_wait_seconds,
+        )

@@ -1,0 +1,161 @@
+"""Namecheap XML API: the domains of the account and their name servers (PROVIDERS.md, section 2).
+
+Quirks handled here: errors arrive with HTTP 200 inside `<ApiResponse Status="ERROR">`; every element is in the
+`http://api.namecheap.com/xml.response` namespace; throttling shows as HTTP 405 or as error 500000 (both retried). The
+published limit is 20 calls a minute per key, enforced client-side by the rate limiter.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from spark_resources.providers.http import (
+    AuthenticationError,
+    ProviderError,
+    RateLimiter,
+    TransientProviderError,
+    with_retries,
+)
+
+PROVIDER = "namecheap"
+DEFAULT_BASE_URL = "https://api.namecheap.com/xml.response"
+SANDBOX_BASE_URL = "https://api.sandbox.namecheap.com/xml.response"
+_NS = {"nc": "http://api.namecheap.com/xml.response"}
+_AUTH_ERRORS = {"1011150", "1017150", "1017105", "1011102", "1010101", "1010104", "1010105", "1011105"}
+_TRANSIENT_ERRORS = {"500000", "3031510", "3050900"}
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    is_our_dns: bool
+    expires: str
+
+
+def split_domain(domain: str) -> tuple[str, str]:
+    """(SLD, TLD) of a registrable domain: 'demo-roofing.example' -> ('demo-roofing', 'example')."""
+    sld, _, tld = domain.partition(".")
+    if not sld or not tld:
+        raise ValueError(f"'{domain}' is not a registrable domain")
+    return sld, tld
+
+
+class NamecheapClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_user: str,
+        api_key: str,
+        username: str,
+        client_ip: str,
+        limiter: RateLimiter,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        attempts: int = 4,
+        max_wait: float = 60.0,
+    ):
+        self._http = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
+        self._url = base_url
+        self._auth = {"ApiUser": api_user, "ApiKey": api_key, "UserName": username, "ClientIp": client_ip}
+        self._limiter = limiter
+        self._attempts = attempts
+        self._max_wait = max_wait
+
+    def close(self) -> None:
+        self._http.close()
+
+    def list_domains(self) -> list[Domain]:
+        domains: list[Domain] = []
+        page = 1
+        while True:
+            response = self._call("namecheap.domains.getList", Page=page, PageSize=100)
+            for node in response.iterfind(".//nc:DomainGetListResult/nc:Domain", _NS):
+                domains.append(Domain(node.get("Name", ""), node.get("IsOurDNS") == "true", node.get("Expires", "")))
+            paging = response.find(".//nc:Paging", _NS)
+            total = int(paging.findtext("nc:TotalItems", "0", _NS)) if paging is not None else 0
+            size = int(paging.findtext("nc:PageSize", "100", _NS)) if paging is not None else 100
+            if page * size >= total:
+                return domains
+            page += 1
+
+    def get_nameservers(self, domain: str) -> tuple[bool, list[str]]:
+        """(whether Namecheap's own DNS is used, the name servers set) for `domain`."""
+        sld, tld = split_domain(domain)
+        result = self._call("namecheap.domains.dns.getList", SLD=sld, TLD=tld).find(".//nc:DomainDNSGetListResult", _NS)
+        if result is None:
+            raise ProviderError(PROVIDER, "response has no DomainDNSGetListResult", code="malformed")
+        names = [n.text.strip().lower() for n in result.iterfind("nc:Nameserver", _NS) if n.text]
+        return result.get("IsUsingOurDNS") == "true", names
+
+    def set_custom_nameservers(self, domain: str, nameservers: list[str]) -> bool:
+        """Point `domain` at `nameservers` (e.g. its Cloudflare zone's); True when Namecheap says it updated."""
+        sld, tld = split_domain(domain)
+        result = self._call(
+            "namecheap.domains.dns.setCustom", SLD=sld, TLD=tld, Nameservers=",".join(nameservers)
+        ).find(".//nc:DomainDNSSetCustomResult", _NS)
+        return result is not None and result.get("Updated") == "true"
+
+    def _call(self, command: str, **params: Any) -> ET.Element:
+        def attempt() -> ET.Element:
+            self._limiter.acquire()
+            response = self._http.post(self._url, data={**self._auth, "Command": command, **params})
+            return _parse(response)
+
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+
+
+def _parse(response: httpx.Response) -> ET.Element:
+    if response.status_code == 405:
+        raise TransientProviderError(PROVIDER, "too many requests (HTTP 405)", code=405, status=405)
+    if response.status_code >= 500:
+        raise TransientProviderError(PROVIDER, f"server error {response.reason_phrase}", status=response.status_code)
+    try:
+        root = ET.fromstring(response.content)
+    except ET.ParseError:
+        raise TransientProviderError(PROVIDER, "malformed response body (not XML)", code="malformed",
+                                     status=response.status_code) from None
+    if root.tag != f"{{{_NS['nc']}}}ApiResponse":
+        raise TransientProviderError(PROVIDER, "malformed response body (no ApiResponse)", code="malformed")
+    if root.get("Status") == "OK":
+        return root
+    error = root.find("nc:Errors/nc:Error", _NS)
+    number = error.get("Number") if error is not None else None
+    message = (error.text or "").strip() if error is not None else "unknown error"
+    if number in _TRANSIENT_ERRORS:
+        raise TransientProviderError(PROVIDER, message, code=number, status=response.status_code)
+    if number in _AUTH_ERRORS:
+        raise AuthenticationError(PROVIDER, message, code=number, status=response.status_code)
+    raise ProviderError(PROVIDER, message, code=number, status=response.status_code)
+
+
+class NamecheapResource(ConfigurableResource):
+    """Namecheap API. Give `api_key` as an EnvVar; the sandbox is `base_url` = the simulator (or Namecheap's sandbox)."""
+
+    api_user: str
+    api_key: str = Field(description="API key; from the environment, never inline")
+    username: str
+    client_ip: str = Field(description="the whitelisted IPv4 address the calls come from")
+    base_url: str = DEFAULT_BASE_URL
+    requests_per_minute: int = Field(20, description="Namecheap's published per-key limit")
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 4
+    max_wait_seconds: float = 60.0
+
+    _limiter: RateLimiter | None = PrivateAttr(default=None)
+
+    def get_client(self) -> NamecheapClient:
+        if self._limiter is None:
+            self._limiter = RateLimiter(self.requests_per_minute, 60.0)
+        return NamecheapClient(
+            self.base_url, api_user=self.api_user, api_key=self.api_key, username=self.username,
+            client_ip=self.client_ip, limiter=self._limiter, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds,
+        )

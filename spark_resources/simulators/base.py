@@ -1,0 +1,97 @@
+"""What the provider simulators share: a threaded HTTP server on loopback, and a queue of faults to inject."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: Any
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class LoopbackServer:
+    """Serves `handle(Request) -> Response | None` on 127.0.0.1 at a free port (None: send nothing, the client's
+    timeout fires)."""
+
+    def __init__(self, handle: Callable[[Request], Response | None]):
+        handler_fn = handle
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _serve(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                response = handler_fn(Request(self.command, url.path, url.query, self.headers, body))
+                if response is None:
+                    return
+                try:
+                    self.send_response(response.status)
+                    self.send_header("content-type", response.content_type)
+                    self.send_header("content-length", str(len(response.body)))
+                    for key, value in response.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(response.body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+                    pass
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Faults:
+    """Faults to answer the next calls with: `inject("429", times=2)`; `next()` pops one per call."""
+
+    def __init__(self, kinds: tuple[str, ...]):
+        self.kinds = kinds
+        self._queue: deque[list] = deque()
+        self._lock = threading.Lock()
+
+    def inject(self, kind: str, times: int = 1) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"unknown fault {kind!r}: one of {', '.join(self.kinds)}")
+        with self._lock:
+            self._queue.append([kind, times])
+
+    def next(self) -> str | None:
+        with self._lock:
+            if not self._queue:
+                return None
+            entry = self._queue[0]
+            entry[1] -= 1
+            if entry[1] <= 0:
+                self._queue.popleft()
+            return entry[0]
