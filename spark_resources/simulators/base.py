@@ -95,3 +95,36 @@ class Faults:
             if entry[1] <= 0:
                 self._queue.popleft()
             return entry[0]
+
+
+class Simulator:
+    """Start/stop and the base URL for a simulator dataclass that has `_server`, `faults`, `_handle(Request)` and a
+    class attribute `path` (where the API lives on the server, e.g. "/client/v4")."""
+
+    path = ""
+    _server: LoopbackServer | None
+    faults: Faults
+
+    def start(self):
+        self._server = LoopbackServer(self._handle)  # type: ignore[attr-defined]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start the simulator first"
+        return f"{self._server.address}{self.path}"
+
+    def inject(self, kind: str, times: int = 1) -> None:
+        """Make the next `times` calls fail with `kind` (one of `faults.kinds`)."""
+        self.faults.inject(kind, times)

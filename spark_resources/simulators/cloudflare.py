@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
-from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response
+from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response, Simulator
 
 FAULTS = ("429", "500", "timeout", "malformed", "auth")
 
@@ -31,7 +31,7 @@ def _now() -> str:
 
 
 @dataclass
-class CloudflareSimulator:
+class CloudflareSimulator(Simulator):
     token: str = "sandbox-token"
     requests_per_window: int = 1200
     window_seconds: float = 300.0
@@ -46,33 +46,9 @@ class CloudflareSimulator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
 
-    # --- lifecycle ------------------------------------------------------------------------------------------------
-
-    def start(self) -> "CloudflareSimulator":
-        self._server = LoopbackServer(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> "CloudflareSimulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the simulator first"
-        return f"{self._server.address}/client/v4"
+    path = "/client/v4"
 
     # --- test controls --------------------------------------------------------------------------------------------
-
-    def inject(self, kind: str, times: int = 1) -> None:
-        """Make the next `times` calls fail with `kind`: 429, 500, timeout, malformed or auth."""
-        self.faults.inject(kind, times)
 
     def activate_zone(self, name: str) -> None:
         with self._lock:

@@ -15,14 +15,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape, quoteattr
 
-from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response
+from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response, Simulator
 
 FAULTS = ("405", "500000", "500", "timeout", "malformed", "auth")
 _NS = "http://api.namecheap.com/xml.response"
 
 
 @dataclass
-class NamecheapSimulator:
+class NamecheapSimulator(Simulator):
     api_user: str = "sandbox"
     api_key: str = "sandbox-key"
     whitelisted_ips: tuple[str, ...] = ("127.0.0.1",)
@@ -36,34 +36,13 @@ class NamecheapSimulator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
 
-    def start(self) -> "NamecheapSimulator":
-        self._server = LoopbackServer(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> "NamecheapSimulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the simulator first"
-        return f"{self._server.address}/xml.response"
+    path = "/xml.response"
 
     def register(self, domain: str) -> None:
         """Put `domain` in the account (as if bought), on Namecheap's own DNS."""
         with self._lock:
             self.domains[domain] = {"nameservers": ["dns1.registrar-servers.com", "dns2.registrar-servers.com"],
                                     "our_dns": True, "expires": "11/22/2027"}
-
-    def inject(self, kind: str, times: int = 1) -> None:
-        self.faults.inject(kind, times)
 
     # --- the API --------------------------------------------------------------------------------------------------
 
