@@ -9,7 +9,7 @@ import json
 import statistics
 import time
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Iterator
 from uuid import UUID
@@ -271,16 +271,14 @@ _MERGED = ("title", "content", "slug", "seo_title", "seo_description", "word_cou
 
 @dataclass
 class ArticleStats:
+    """What the articles asset reports, gathered while the articles stream past (only 3 are kept, as a preview)."""
+
     written: int = 0
-    word_counts: array = None  # type: ignore[assignment]
+    word_counts: array = field(default_factory=lambda: array("i"))
     with_issues: int = 0
     unresolved: int = 0
     duplicate_headlines: int = 0
-    preview: list[Article] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.word_counts = array("i")
-        self.preview = []
+    preview: list[Article] = field(default_factory=list)
 
     def add(self, article: Article) -> None:
         self.written += 1
