@@ -6,7 +6,8 @@ answers as ../shared/contracts/PROVIDERS.md section 1 says, envelopes, error cod
         cloudflare.inject("429", times=2)   # the next two calls answer 429 with retry-after
 
 State (zones, records) lives for the simulator's lifetime. Zones stay `pending` until `activate_zone` (the Namecheap
-simulator will call it when a domain's name servers point at the zone).
+simulator calls it when a domain's name servers point at the zone); they turn `active` `activation_delay_seconds` later
+(zero in the demo; a real zone can take hours).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ class CloudflareSimulator(Simulator):
     window_seconds: float = 300.0
     lockout_seconds: float = 300.0
     timeout_seconds: float = 2.0
+    activation_delay_seconds: float = 0.0
     zones: dict[str, dict] = field(default_factory=dict)
     records: dict[str, list[dict]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     faults: Faults = field(default_factory=lambda: Faults(FAULTS))
     _window: deque = field(default_factory=deque)
+    _activations: dict[str, float] = field(default_factory=dict)  # zone id -> when it turns active
     _locked_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
@@ -51,11 +54,29 @@ class CloudflareSimulator(Simulator):
     # --- test controls --------------------------------------------------------------------------------------------
 
     def activate_zone(self, name: str) -> None:
+        """The registrar points at the zone: it turns active after `activation_delay_seconds`."""
         with self._lock:
             for zone in self.zones.values():
-                if zone["name"] == name:
-                    zone["status"] = "active"
-                    zone["activated_on"] = _now()
+                if zone["name"] == name and zone["status"] == "pending":
+                    self._activations.setdefault(zone["id"], time.monotonic() + self.activation_delay_seconds)
+            self._settle()
+
+    def txt_records(self, name: str) -> list[str]:
+        """The TXT values published for `name` in any zone (what a DNS lookup would answer; Google's verification
+        reads them)."""
+        with self._lock:
+            return [r["content"] for records in self.records.values() for r in records
+                    if r["type"] == "TXT" and r["name"] == name]
+
+    def _settle(self) -> None:
+        """Activate the zones whose time has come (called with the lock held)."""
+        now = time.monotonic()
+        for zone_id, when in list(self._activations.items()):
+            if now >= when:
+                zone = self.zones[zone_id]
+                zone["status"] = "active"
+                zone["activated_on"] = _now()
+                del self._activations[zone_id]
 
     # --- the API --------------------------------------------------------------------------------------------------
 
@@ -84,6 +105,7 @@ class CloudflareSimulator(Simulator):
         except ValueError:
             return _json(400, _error(6007, "Malformed JSON in request body"))
         with self._lock:
+            self._settle()
             status, payload = self._route(method, request.path, query, body)
         return _json(status, payload)
 

@@ -1,0 +1,304 @@
+"""Google: OAuth refresh, Site Verification and Search Console (../shared/contracts/PROVIDERS.md, section 3).
+
+One client per Google account (`gsc_accounts`: about five serve every site). It trades the account's refresh token for an
+access token when it has none or the one it has is about to expire, and once more when a call answers 401; a second 401,
+a revoked refresh token (`invalid_grant`) or a bad client (`invalid_client`) is an `AuthenticationError`, never retried.
+Rate-limit answers (429, `rateLimitExceeded`) and 5xx are retried with back-off; `quotaExceeded` (a 403 that needs about
+15 minutes) is not retried in-call: it raises `QuotaExceededError`, and the caller's schedule tries again later.
+
+Quirks handled here: site URLs are fully percent-encoded in paths (`sc-domain%3Aexample.com`); a Search Analytics answer
+with no data has no `rows` key; `sites.list` has no `siteEntry` key when there are none; `sites.add` answers an empty body.
+The same client talks to Google and to the local simulator (`spark_resources.simulators.google`): only URLs and
+credentials differ.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterator
+from urllib.parse import quote
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from spark_resources.providers.http import (
+    AuthenticationError,
+    ProviderError,
+    RateLimiter,
+    TransientProviderError,
+    with_retries,
+)
+from spark_resources.secrets import Secret
+
+PROVIDER = "google"
+TOKEN_URL = "https://oauth2.googleapis.com/token"
+SEARCH_CONSOLE_URL = "https://www.googleapis.com/webmasters/v3"
+SITE_VERIFICATION_URL = "https://www.googleapis.com/siteVerification/v1"
+SCOPES = ("https://www.googleapis.com/auth/webmasters", "https://www.googleapis.com/auth/siteverification")
+#: Search Analytics' largest page
+MAX_ROW_LIMIT = 25_000
+#: refresh this long before Google says the access token expires
+_EXPIRY_MARGIN = 60.0
+_RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+
+
+class QuotaExceededError(ProviderError):
+    """Google's `quotaExceeded`: the quota comes back in about 15 minutes; try again then (not retried in-call)."""
+
+
+@dataclass(frozen=True)
+class SiteEntry:
+    site_url: str
+    permission_level: str
+
+
+@dataclass(frozen=True)
+class SearchAnalyticsRow:
+    keys: tuple[str, ...]
+    clicks: float
+    impressions: float
+    ctr: float
+    position: float
+
+
+def domain_property(domain: str) -> str:
+    """The Search Console domain property of `domain`: 'sc-domain:example.com'."""
+    return f"sc-domain:{domain}"
+
+
+def encode_site_url(site_url: str) -> str:
+    """A site URL as a path segment, fully percent-encoded: 'sc-domain%3Aexample.com'."""
+    return quote(site_url, safe="")
+
+
+class GoogleClient:
+    """Site Verification and Search Console for one Google account (its refresh token)."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: Secret,
+        refresh_token: Secret,
+        limiter: RateLimiter,
+        token_url: str = TOKEN_URL,
+        search_console_url: str = SEARCH_CONSOLE_URL,
+        site_verification_url: str = SITE_VERIFICATION_URL,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        attempts: int = 4,
+        max_wait: float = 60.0,
+    ):
+        self._http = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._refresh_token = refresh_token
+        self._limiter = limiter
+        self._token_url = token_url
+        self._search_console_url = search_console_url.rstrip("/")
+        self._site_verification_url = site_verification_url.rstrip("/")
+        self._attempts = attempts
+        self._max_wait = max_wait
+        self._access_token: Secret | None = None
+        self._expires_at = 0.0
+        self._token_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- Site Verification ----------------------------------------------------------------------------------------
+
+    def verification_token(self, domain: str) -> str:
+        """The DNS TXT value that proves this account owns `domain` ('google-site-verification=…')."""
+        body = {"site": {"type": "INET_DOMAIN", "identifier": domain}, "verificationMethod": "DNS_TXT"}
+        answer = self._request("POST", f"{self._site_verification_url}/token", json=body)
+        token = answer.get("token")
+        if not token:
+            raise ProviderError(PROVIDER, "Site Verification answered without a token", code="malformed")
+        return token
+
+    def verify_domain(self, domain: str) -> list[str]:
+        """Ask Google to check the TXT record; the owners of the verified domain. A missing record is a ProviderError
+        (HTTP 400): DNS may not have propagated yet."""
+        answer = self._request(
+            "POST",
+            f"{self._site_verification_url}/webResource",
+            params={"verificationMethod": "DNS_TXT"},
+            json={"site": {"type": "INET_DOMAIN", "identifier": domain}},
+        )
+        return list(answer.get("owners") or [])
+
+    # --- Search Console -------------------------------------------------------------------------------------------
+
+    def list_sites(self) -> list[SiteEntry]:
+        answer = self._request("GET", f"{self._search_console_url}/sites")
+        return [SiteEntry(e["siteUrl"], e.get("permissionLevel", "")) for e in answer.get("siteEntry") or []]
+
+    def add_site(self, site_url: str) -> None:
+        self._request("PUT", f"{self._search_console_url}/sites/{encode_site_url(site_url)}")
+
+    def ensure_site(self, site_url: str) -> bool:
+        """Add the property unless this account already has it; True when it was added."""
+        if any(entry.site_url == site_url for entry in self.list_sites()):
+            return False
+        self.add_site(site_url)
+        return True
+
+    def search_analytics(
+        self,
+        site_url: str,
+        start: date,
+        end: date,
+        *,
+        dimensions: tuple[str, ...] = ("date",),
+        data_state: str = "final",
+        row_limit: int = MAX_ROW_LIMIT,
+    ) -> Iterator[SearchAnalyticsRow]:
+        """Every row for `site_url` from `start` to `end` (inclusive, Pacific time), page by page. Days without data
+        are simply absent, as Google answers."""
+        url = f"{self._search_console_url}/sites/{encode_site_url(site_url)}/searchAnalytics/query"
+        start_row = 0
+        while True:
+            body = {
+                "startDate": start.isoformat(), "endDate": end.isoformat(), "dimensions": list(dimensions),
+                "rowLimit": row_limit, "startRow": start_row, "dataState": data_state,
+            }
+            rows = self._request("POST", url, json=body).get("rows") or []
+            for row in rows:
+                yield SearchAnalyticsRow(
+                    tuple(row.get("keys") or ()), float(row.get("clicks", 0)), float(row.get("impressions", 0)),
+                    float(row.get("ctr", 0)), float(row.get("position", 0)),
+                )
+            if len(rows) < row_limit:
+                return
+            start_row += row_limit
+
+    # --- transport ------------------------------------------------------------------------------------------------
+
+    def _token(self, *, force: bool = False) -> Secret:
+        with self._token_lock:
+            if force or self._access_token is None or time.monotonic() >= self._expires_at:
+                answer = with_retries(PROVIDER, self._refresh, attempts=self._attempts, max_wait=self._max_wait)
+                self._access_token = Secret(answer["access_token"])
+                self._expires_at = time.monotonic() + float(answer.get("expires_in", 3600)) - _EXPIRY_MARGIN
+            return self._access_token
+
+    def _refresh(self) -> dict:
+        self._limiter.acquire()
+        response = self._http.post(
+            self._token_url,
+            data={
+                "client_id": self._client_id,
+                "client_secret": self._client_secret.reveal(),
+                "refresh_token": self._refresh_token.reveal(),
+                "grant_type": "refresh_token",
+            },
+        )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientProviderError(PROVIDER, f"token endpoint answered {response.reason_phrase}",
+                                         status=response.status_code)
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientProviderError(PROVIDER, "malformed token response (not JSON)", code="malformed",
+                                         status=response.status_code) from None
+        if response.status_code != 200 or "access_token" not in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            description = body.get("error_description") if isinstance(body, dict) else None
+            raise AuthenticationError(
+                PROVIDER, f"OAuth refresh refused: {description or error or response.reason_phrase}",
+                code=error if isinstance(error, str) else None, status=response.status_code,
+            )
+        return body
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict:
+        refreshed = False
+
+        def attempt() -> dict:
+            nonlocal refreshed
+            self._limiter.acquire()
+            token = self._token()
+            response = self._http.request(method, url, headers={"Authorization": f"Bearer {token.reveal()}"}, **kwargs)
+            if response.status_code == 401 and not refreshed:
+                # the access token was revoked or expired early: refresh once, then a second 401 is final
+                refreshed = True
+                self._token(force=True)
+                self._limiter.acquire()
+                response = self._http.request(
+                    method, url, headers={"Authorization": f"Bearer {self._token().reveal()}"}, **kwargs
+                )
+            return _answer(response)
+
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+
+
+def _answer(response: httpx.Response) -> dict:
+    """The decoded body of a successful call (an empty one is `{}`), or the typed error for this response."""
+    if 200 <= response.status_code < 300 and not response.content.strip():
+        return {}
+    try:
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise TransientProviderError(PROVIDER, "malformed response body (not JSON)", code="malformed",
+                                     status=response.status_code) from None
+    if 200 <= response.status_code < 300 and "error" not in body:
+        return body
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    reasons = [e.get("reason") for e in error.get("errors") or [] if isinstance(e, dict)]
+    reason = next((r for r in reasons if r), None) or error.get("status")
+    message = error.get("message") or response.reason_phrase
+    status = response.status_code
+    if status == 429 or reason in _RATE_REASONS:
+        retry_after = response.headers.get("retry-after")
+        raise TransientProviderError(PROVIDER, message, code=reason, status=status,
+                                     retry_after=float(retry_after) if retry_after else None)
+    if reason == "quotaExceeded":
+        raise QuotaExceededError(PROVIDER, f"{message}; the quota returns in about 15 minutes", code=reason,
+                                 status=status)
+    if status >= 500:
+        raise TransientProviderError(PROVIDER, message, code=reason, status=status)
+    if status in (401, 403):
+        raise AuthenticationError(PROVIDER, message, code=reason, status=status)
+    raise ProviderError(PROVIDER, message, code=reason, status=status)
+
+
+class SearchConsoleResource(ConfigurableResource):
+    """Google Search Console and Site Verification. The OAuth client (`client_id`, `client_secret`) is the project's,
+    from the environment (GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET); refresh tokens are per account, encrypted in
+    `gsc_accounts`. For the sandbox, point the three URLs at the simulator."""
+
+    client_id: str | None = Field(None, description="OAuth client id; default: $GOOGLE_CLIENT_ID")
+    client_secret: str | None = Field(None, description="OAuth client secret; default: $GOOGLE_CLIENT_SECRET")
+    token_url: str = TOKEN_URL
+    search_console_url: str = SEARCH_CONSOLE_URL
+    site_verification_url: str = SITE_VERIFICATION_URL
+    queries_per_minute: int = Field(1200, description="client-side limit, Google's per-user and per-site quota")
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 4
+    max_wait_seconds: float = 60.0
+
+    _limiter: RateLimiter | None = PrivateAttr(default=None)
+
+    def get_client(self, refresh_token: Secret) -> GoogleClient:
+        client_id = self.client_id or os.environ.get("GOOGLE_CLIENT_ID")
+        client_secret = self.client_secret or os.environ.get("GOOGLE_CLIENT_SECRET")
+        missing = [name for name, value in (("GOOGLE_CLIENT_ID", client_id), ("GOOGLE_CLIENT_SECRET", client_secret))
+                   if not value]
+        if missing:
+            raise ProviderError(PROVIDER, f"{' and '.join(missing)} not set: the OAuth client comes from the environment")
+        if self._limiter is None:
+            self._limiter = RateLimiter(self.queries_per_minute, 60.0)
+        return GoogleClient(
+            client_id=client_id, client_secret=Secret(client_secret), refresh_token=refresh_token,
+            limiter=self._limiter, token_url=self.token_url, search_console_url=self.search_console_url,
+            site_verification_url=self.site_verification_url, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds,
+        )
