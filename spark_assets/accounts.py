@@ -75,9 +75,12 @@ def _account(conn: Connection, kind: str, account_id: UUID) -> Account:
     return next(a for a in list_accounts(conn, kind) if a.id == account_id)
 
 
-def assign_accounts(conn: Connection, site: Site, cloudflare: str | None = None) -> tuple[UUID | None, UUID | None]:
-    """Give the site a Cloudflare and a Google account if it has none: the one named, else the least loaded active
-    one. Returns the site's (cloudflare_account_id, gsc_account_id); None where no account exists yet."""
+def assign_accounts(
+    conn: Connection, site: Site, cloudflare: str | None = None, gsc: str | None = None
+) -> tuple[UUID | None, UUID | None]:
+    """Give the site a Cloudflare and a Google account if it has none: the one named (Cloudflare by nickname, Google
+    by email), else the least loaded active one. Returns the site's (cloudflare_account_id, gsc_account_id); None where
+    no account exists yet."""
     current = conn.execute(
         sa.text("SELECT cloudflare_account_id, gsc_account_id FROM sites WHERE id = :s FOR UPDATE"), {"s": site.id}
     ).one()
@@ -89,7 +92,12 @@ def assign_accounts(conn: Connection, site: Site, cloudflare: str | None = None)
         cloudflare_id = match[0].id
     elif cloudflare_id is None:
         cloudflare_id = _least_loaded(list_accounts(conn, "cloudflare"))
-    if gsc_id is None:
+    if gsc is not None:
+        match = [a for a in list_accounts(conn, "gsc") if a.label == gsc]
+        if not match:
+            raise RegistryError(f"no Google account '{gsc}': see `spark account list`")
+        gsc_id = match[0].id
+    elif gsc_id is None:
         gsc_id = _least_loaded(list_accounts(conn, "gsc"))
     conn.execute(
         sa.text("UPDATE sites SET cloudflare_account_id = :cf, gsc_account_id = :g WHERE id = :s"),

@@ -250,26 +250,52 @@ def demo(blueprint: Path | None) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--sandbox", is_flag=True, help="Answer every provider from the local simulators (no accounts needed).")
 @click.pass_context
-def ui(ctx: click.Context) -> None:
-    """Open the Dagster UI (dagster dev) on the same instance and database the demo used. Extra args go to dagster."""
+def ui(ctx: click.Context, sandbox: bool) -> None:
+    """Open the Dagster UI (dagster dev) on the same instance and database the demo used. Extra args go to dagster.
+
+    With --sandbox, Cloudflare, Namecheap, Google and Matomo are answered by local simulators for as long as the UI
+    runs, so new sites are provisioned offline (their state is kept in memory and lost when the UI stops)."""
+    from dagster import DagsterInstance
+
+    from spark_assets.provisioning import apply_pool_limits
+
+    if sandbox and os.environ.get("DATABASE_URL"):
+        raise click.ClickException("--sandbox is for the embedded database: it gives sites sandbox accounts. "
+                                   "Unset DATABASE_URL (or use `spark demo`).")
     prepare_dagster_home(dagster_home())
     # Start (or join) the database here, in a process with no threads yet, and hold it while the UI runs: the code
     # server, daemon and run workers then join a running server. Started from inside Dagster's gRPC server instead,
     # pgserver's pg_ctl can crash when run as root (it forks to switch user while gRPC threads are running).
     engine = get_engine()
     click.echo(f"database: {describe_url(str(engine.url))}")
+    for pool, limit in apply_pool_limits(DagsterInstance.get()).items():
+        click.echo(f"pool {pool}: at most {limit} step(s) at once")
+    env = dict(os.environ)
+    providers = None
+    if sandbox:
+        from spark_assets.sandbox import Sandbox
+
+        providers = Sandbox().start()
+        providers.register_accounts(engine)
+        env.update(providers.env())
+        click.echo("sandbox: Cloudflare, Namecheap, Google and Matomo answer from local simulators")
     dagster = Path(sys.executable).with_name("dagster")  # the venv's, even when the venv is not activated
     args = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "spark_assets.definitions", *ctx.args]
-    process = subprocess.Popen(args)
+    process = subprocess.Popen(args, env=env)
     # pass a SIGTERM on and wait, so this process exits last and releases the embedded server (pgserver stops it when
     # its last user exits); Ctrl-C reaches dagster dev directly, through the terminal's process group
     signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
-    while True:
-        try:
-            sys.exit(process.wait())
-        except KeyboardInterrupt:
-            continue
+    try:
+        while True:
+            try:
+                sys.exit(process.wait())
+            except KeyboardInterrupt:
+                continue
+    finally:
+        if providers is not None:
+            providers.stop()
 
 
 def dagster_home() -> Path:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions
 
 from spark_assets.dimensions import avatars, campaign_blueprint, campaign_geo, locations
 from spark_assets.generation import article_quality, articles, cartesian_permutations, headlines
-from spark_assets.provisioning import site_dns
-from spark_assets.sensors import new_campaigns_sensor, new_sites_sensor
+from spark_assets.provisioning import site_dns, site_matomo, site_search_console
+from spark_assets.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
 from spark_resources.database import DatabaseResource
-from spark_resources.providers import cloudflare, namecheap
+from spark_resources.providers import cloudflare, google, matomo, namecheap
+from spark_resources.storage import ObjectStorageResource
+
 
 #: the content factory: needs only the database
 content_factory_assets = [
@@ -29,26 +31,31 @@ content_factory_assets = [
     article_quality,
 ]
 #: per-site provisioning: needs the provider resources too
-provisioning_assets = [site_dns]
+provisioning_assets = [site_dns, site_matomo, site_search_console]
 all_assets = [*content_factory_assets, *provisioning_assets]
 
 defs = Definitions(
     assets=all_assets,
-    sensors=[new_sites_sensor, new_campaigns_sensor],
+    sensors=[new_sites_sensor, new_campaigns_sensor, zone_activation_sensor],
     resources={
         "database": DatabaseResource(),
-        # production endpoints unless SPARK_*_URL points at a simulator (the sandbox); credentials from the
-        # environment (Namecheap) or, per account and encrypted, from the database (Cloudflare)
+        # production endpoints unless SPARK_*_URL points at a simulator (the sandbox: `spark ui --sandbox` sets them);
+        # credentials from the environment (read when a step needs them) or, per account and encrypted, from the
+        # database (Cloudflare tokens, Google refresh tokens)
         "cloudflare": cloudflare.CloudflareResource(
             base_url=os.environ.get("SPARK_CLOUDFLARE_URL", cloudflare.DEFAULT_BASE_URL),
             hosting_target=os.environ.get("SPARK_HOSTING_TARGET", "sites.spark-factory.example"),
         ),
         "namecheap": namecheap.NamecheapResource(
-            api_user=EnvVar("NAMECHEAP_API_USER"),
-            api_key=EnvVar("NAMECHEAP_API_KEY"),
-            username=EnvVar("NAMECHEAP_USERNAME"),
-            client_ip=EnvVar("NAMECHEAP_CLIENT_IP"),
             base_url=os.environ.get("SPARK_NAMECHEAP_URL", namecheap.DEFAULT_BASE_URL),
+        ),
+        "search_console": google.SearchConsoleResource(**google.endpoints_on(os.environ.get("SPARK_GOOGLE_URL"))),
+        "matomo": matomo.MatomoResource(base_url=os.environ.get("SPARK_MATOMO_URL", matomo.DEFAULT_BASE_URL)),
+        # where the built sites go: Cloudflare R2 (S3 API); keys from R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY
+        "storage": ObjectStorageResource(
+            account_id=os.environ.get("R2_ACCOUNT_ID"),
+            bucket=os.environ.get("R2_BUCKET", "spark-sites"),
+            endpoint_url=os.environ.get("SPARK_STORAGE_URL"),
         ),
     },
 )

@@ -20,7 +20,7 @@ from dagster import (
     materialize,
 )
 
-from spark_assets.accounts import add_cloudflare_account, assign_accounts
+from spark_assets.accounts import assign_accounts
 from spark_assets.content.blueprint import load_blueprint
 from spark_assets.definitions import all_assets, defs
 from spark_assets.partitions import campaign_partitions, site_partitions
@@ -28,10 +28,7 @@ from spark_assets.registry import add_site, import_campaign
 from spark_assets.sensors import unseen
 from spark_resources import migrations
 from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
-from spark_resources.providers.cloudflare import CloudflareResource
-from spark_resources.providers.namecheap import NamecheapResource
-from spark_resources.simulators.cloudflare import CloudflareSimulator
-from spark_resources.simulators.namecheap import NamecheapSimulator
+from spark_assets.sandbox import CLOUDFLARE_ACCOUNT, GOOGLE_ACCOUNT, Sandbox
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
@@ -103,13 +100,19 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
     partition_for = {site_partitions.name: site.domain, campaign_partitions.name: campaign.partition_key}
     graph = defs.resolve_asset_graph()
     keys = [key for key in graph.toposorted_asset_keys if graph.get(key).is_materializable]
-    with sandbox(engine, site) as resources:
+    with sandbox_resources(engine, site) as resources:
         _materialize_all(keys, graph, partition_for, instance, resources, step)
     with engine.connect() as conn:
         summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
-        status_dns = conn.execute(sa.text("SELECT status_dns FROM sites WHERE id = :s"), {"s": site.id}).scalar_one()
+        status = conn.execute(
+            sa.text("SELECT status_dns, status_hosting, matomo_site_id, gsc_verification_status FROM sites WHERE id = :s"),
+            {"s": site.id},
+        ).one()
     echo("")
-    echo(f"Made for {site.domain} ({DEMO_BRAND}), DNS {status_dns} (sandbox: local Cloudflare and Namecheap simulators):")
+    echo(f"Provisioned {site.domain} against the sandbox (local Cloudflare, Namecheap, Google and Matomo simulators):")
+    echo(f"  DNS {status.status_dns}, Matomo site {status.matomo_site_id} ({status.status_hosting}), "
+         f"Search Console {status.gsc_verification_status}")
+    echo(f"Made for {site.domain} ({DEMO_BRAND}):")
     for name, count in summary.items():
         echo(f"  {name:20} {count}")
     echo("")
@@ -119,32 +122,15 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
     return summary
 
 
-SANDBOX_TOKEN = "sandbox-cloudflare-token"
-SANDBOX_NAMECHEAP = {"api_user": "sandbox", "api_key": "sandbox-namecheap-key", "username": "sandbox",
-                     "client_ip": "127.0.0.1"}
-
-
 @contextmanager
-def sandbox(engine, site) -> Iterator[dict]:
-    """The Definitions' resources with the providers replaced by local simulators, and the demo site given a sandbox
-    Cloudflare account (disabled, so it is never assigned to a real site automatically)."""
-    with CloudflareSimulator(token=SANDBOX_TOKEN) as cloudflare, NamecheapSimulator(
-        api_user=SANDBOX_NAMECHEAP["api_user"], api_key=SANDBOX_NAMECHEAP["api_key"]
-    ) as namecheap:
-        namecheap.register(site.domain)
-        namecheap.on_nameservers = lambda domain, servers: cloudflare.activate_zone(domain)
+def sandbox_resources(engine, site) -> Iterator[dict]:
+    """The Definitions' resources with the providers answered by the local simulators, and the demo site given the
+    sandbox's Cloudflare and Google accounts."""
+    with Sandbox() as providers:
+        providers.register_accounts(engine)
         with engine.begin() as conn:
-            account, _ = add_cloudflare_account(
-                conn, email="sandbox@spark-factory.example", nickname="sandbox",
-                provider_account_id="sandbox-account", api_token=SANDBOX_TOKEN,
-            )
-            conn.execute(sa.text("UPDATE cloudflare_accounts SET status = 'disabled' WHERE id = :a"), {"a": account.id})
-            assign_accounts(conn, site, cloudflare="sandbox")
-        yield {
-            **defs.resources,
-            "cloudflare": CloudflareResource(base_url=cloudflare.base_url, hosting_target="sites.sandbox.example"),
-            "namecheap": NamecheapResource(base_url=namecheap.base_url, **SANDBOX_NAMECHEAP),
-        }
+            assign_accounts(conn, site, cloudflare=CLOUDFLARE_ACCOUNT, gsc=GOOGLE_ACCOUNT)
+        yield {**defs.resources, **providers.resources()}
 
 
 def _materialize_all(keys, graph, partition_for, instance, resources, step) -> None:

@@ -1,33 +1,92 @@
-"""Provisioning assets, per site: DNS at Cloudflare and the registrar (more steps join as they are built).
+"""Provisioning assets, per site: DNS (Cloudflare zone and records, the registrar's name servers), the Matomo analytics
+site, and the verified Search Console property.
 
-Each step converges: an existing zone, record or name-server setting counts as done, so a re-run after a fixed cause
-finishes the job without duplicating anything. A failing step records `failed` and a secret-free `error_message` on
-the site and fails the run for that site only (one run per site: no single-run backfill here).
+    site_dns ──> site_search_console        site_matomo
+
+Each step converges: an existing zone, record, Matomo site or property counts as done, so a re-run after a fixed cause
+finishes the job without duplicating anything. A failing step records `failed` in its own status column and a
+secret-free `error_message` on the site, and fails the run for that site only (one run per site).
+
+A new zone is `pending` until the registrar's name servers point at it and Cloudflare notices, which can take hours:
+`site_dns` does not wait. `zone_activation_sensor` (spark_assets/sensors.py) asks Cloudflare about pending zones and,
+once a zone is active, runs `site_dns` again (which records `active`) and the steps that need an active zone.
+
+Each asset names the pool of the provider it is limited by (`pool=`): `spark ui` gives those pools their limits
+(PROVIDER_POOLS, through `apply_pool_limits`), so parallel runs cannot together exceed what a provider allows.
 """
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import sqlalchemy as sa
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
-from sqlalchemy.engine import Connection
+from dagster import AssetExecutionContext, DagsterInstance, Failure, MaterializeResult, MetadataValue, asset
 
-from spark_assets.accounts import assign_accounts, cloudflare_credentials
+from spark_assets.accounts import assign_accounts, cloudflare_credentials, gsc_refresh_token
 from spark_assets.partitions import site_partitions
-from spark_assets.registry import RegistryError, get_site
+from spark_assets.registry import RegistryError, Site, get_site
 from spark_resources.database import DatabaseResource
-from spark_resources.providers.cloudflare import CloudflareResource
+from spark_resources.providers.cloudflare import CloudflareClient, CloudflareResource
+from spark_resources.providers.google import SearchConsoleResource, domain_property
 from spark_resources.providers.http import ProviderError
+from spark_resources.providers.matomo import MatomoResource
 from spark_resources.providers.namecheap import NamecheapResource
 from spark_resources.secrets import SecretKeyError
+
+#: the Dagster pools the provisioning steps run in, and their limits (steps at once, across all runs). Namecheap allows
+#: 20 calls a minute per key, so its step runs alone; the others leave room for the client-side rate limiters.
+PROVIDER_POOLS = {"namecheap": 1, "google": 2, "matomo": 2}
+
+def apply_pool_limits(instance: DagsterInstance) -> dict[str, int]:
+    """Give each provider pool its limit in `instance`, unless the operator already set one (in the UI, or with
+    `dagster instance concurrency set <pool> <n>`); the limits it set."""
+    storage = instance.event_log_storage
+    known = storage.get_concurrency_keys()
+    applied = {pool: limit for pool, limit in PROVIDER_POOLS.items() if pool not in known}
+    for pool, limit in applied.items():
+        storage.set_concurrency_slots(pool, limit)
+    return applied
+
 
 #: what a provisioning step reports as the cause, never with a credential in it
 _EXPECTED = (ProviderError, RegistryError, SecretKeyError)
 
 
-def _record_failure(conn: Connection, site_id: Any, column: str, message: str) -> None:
-    conn.execute(
-        sa.text(f"UPDATE sites SET {column} = 'failed', error_message = :m WHERE id = :s"), {"m": message, "s": site_id}
-    )
+@contextmanager
+def _step(database: DatabaseResource, site: Site, status_column: str, label: str) -> Iterator[None]:
+    """Turn an expected failure into `<status_column> = 'failed'` with a clear `error_message`, and a failed step."""
+    try:
+        yield
+    except _EXPECTED as exc:
+        message = f"{label} for {site.domain}: {exc}"
+        with database.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE sites SET {status_column} = 'failed', error_message = :m WHERE id = :s"),
+                {"m": message, "s": site.id},
+            )
+        raise Failure(description=message) from None
+
+
+@contextmanager
+def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResource, site: Site) -> Iterator[tuple[CloudflareClient, str]]:
+    """A client with the site's Cloudflare account's token (assigning an account first if it has none), and the
+    provider's account id."""
+    with database.begin() as conn:
+        account_id, _ = assign_accounts(conn, site)
+        if account_id is None:
+            raise RegistryError("no Cloudflare account: add one with `spark account add cloudflare`")
+        provider_account, token = cloudflare_credentials(conn, account_id)
+    client = cloudflare.get_client(token)
+    try:
+        yield client, provider_account
+    finally:
+        client.close()
+
+
+def _site_row(database: DatabaseResource, site: Site) -> Any:
+    with database.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT cloudflare_zone_id, status_dns, gsc_account_id FROM sites WHERE id = :s"), {"s": site.id}
+        ).one()
 
 
 @asset(
@@ -35,7 +94,7 @@ def _record_failure(conn: Connection, site_id: Any, column: str, message: str) -
     group_name="provisioning",
     kinds={"cloudflare", "postgres"},
     owners=["team:platform"],
-    op_tags={"dagster/concurrency_key": "cloudflare"},
+    pool="namecheap",
     description="The site's Cloudflare zone, its apex and www records, and the registrar's name servers pointed at it; "
     "sites.status_dns is `active` once Cloudflare says so (it can take hours: the step does not wait).",
 )
@@ -45,40 +104,25 @@ def site_dns(
     cloudflare: CloudflareResource,
     namecheap: NamecheapResource,
 ) -> MaterializeResult:
-    domain = context.partition_key
     with database.begin() as conn:
-        site = get_site(conn, domain)
-    try:
-        with database.begin() as conn:
-            account_id, _ = assign_accounts(conn, site)
-            if account_id is None:
-                raise RegistryError("no Cloudflare account: add one with `spark account add cloudflare`")
-            provider_account, token = cloudflare_credentials(conn, account_id)
-        client = cloudflare.get_client(token)
+        site = get_site(conn, context.partition_key)
+    domain = site.domain
+    with _step(database, site, "status_dns", "DNS"), _cloudflare_client(database, cloudflare, site) as (client, account):
+        zone, created = client.ensure_zone(domain, account)
+        records = {
+            name: client.ensure_dns_record(zone.id, type="CNAME", name=name, content=cloudflare.hosting_target,
+                                           proxied=True)[1]
+            for name in (domain, f"www.{domain}")
+        }
+        registrar = namecheap.get_client()
         try:
-            zone, created = client.ensure_zone(domain, provider_account)
-            records = {
-                name: client.ensure_dns_record(
-                    zone.id, type="CNAME", name=name, content=cloudflare.hosting_target, proxied=True
-                )[1]
-                for name in (domain, f"www.{domain}")
-            }
-            registrar = namecheap.get_client()
-            try:
-                _, current = registrar.get_nameservers(domain)
-                pointed = sorted(current) == sorted(zone.name_servers)
-                if not pointed:
-                    registrar.set_custom_nameservers(domain, list(zone.name_servers))
-            finally:
-                registrar.close()
-            zone = client.get_zone(zone.id)
+            _, current = registrar.get_nameservers(domain)
+            pointed = sorted(current) == sorted(zone.name_servers)
+            if not pointed:
+                registrar.set_custom_nameservers(domain, list(zone.name_servers))
         finally:
-            client.close()
-    except _EXPECTED as exc:
-        message = f"DNS for {domain}: {exc}"
-        with database.begin() as conn:
-            _record_failure(conn, site.id, "status_dns", message)
-        raise Failure(description=message) from None
+            registrar.close()
+        zone = client.get_zone(zone.id)
     status = "active" if zone.status == "active" else "pending"
     with database.begin() as conn:
         conn.execute(
@@ -88,6 +132,8 @@ def site_dns(
             ),
             {"zone": zone.id, "ns": list(zone.name_servers), "status": status, "s": site.id},
         )
+    if status == "pending":
+        context.log.info(f"zone for {domain} is pending: zone_activation_sensor will carry on once Cloudflare activates it")
     return MaterializeResult(
         metadata={
             "domain": domain,
@@ -98,5 +144,92 @@ def site_dns(
             "name_servers": MetadataValue.json(list(zone.name_servers)),
             "name_servers_changed": not pointed,
             "status_dns": status,
+        }
+    )
+
+
+@asset(
+    partitions_def=site_partitions,
+    group_name="provisioning",
+    kinds={"matomo", "postgres"},
+    owners=["team:platform"],
+    pool="matomo",
+    description="The site's Matomo analytics site, found by URL or added; sites.matomo_site_id and status_hosting.",
+)
+def site_matomo(context: AssetExecutionContext, database: DatabaseResource, matomo: MatomoResource) -> MaterializeResult:
+    with database.begin() as conn:
+        site = get_site(conn, context.partition_key)
+    url = f"https://{site.domain}"
+    with _step(database, site, "status_hosting", "Matomo"):
+        client = matomo.get_client()
+        try:
+            matomo_id, created = client.ensure_site(site.brand_name or site.name, url)
+        finally:
+            client.close()
+    with database.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE sites SET matomo_site_id = :m, status_hosting = 'active', error_message = NULL WHERE id = :s"),
+            {"m": matomo_id, "s": site.id},
+        )
+    return MaterializeResult(
+        metadata={"domain": site.domain, "url": url, "matomo_site_id": matomo_id, "matomo_site_created": created}
+    )
+
+
+@asset(
+    partitions_def=site_partitions,
+    group_name="provisioning",
+    deps=[site_dns],
+    kinds={"google", "cloudflare", "postgres"},
+    owners=["team:platform"],
+    pool="google",
+    description="The site's verified Search Console domain property: a Site Verification token published as a TXT "
+    "record through Cloudflare, verified, and `sc-domain:` added; sites.gsc_verification_status. Needs an active zone.",
+)
+def site_search_console(
+    context: AssetExecutionContext,
+    database: DatabaseResource,
+    cloudflare: CloudflareResource,
+    search_console: SearchConsoleResource,
+) -> MaterializeResult:
+    with database.begin() as conn:
+        site = get_site(conn, context.partition_key)
+    row = _site_row(database, site)
+    if row.status_dns != "active" or row.cloudflare_zone_id is None:
+        # not a failure of this step: it waits for the zone (zone_activation_sensor runs it once the zone is active)
+        raise Failure(
+            description=f"Search Console for {site.domain}: DNS is {row.status_dns}, not active yet; "
+            "zone_activation_sensor runs this step once Cloudflare activates the zone"
+        )
+    domain, property_url = site.domain, domain_property(site.domain)
+    with _step(database, site, "gsc_verification_status", "Search Console"):
+        with database.begin() as conn:
+            _, gsc_account = assign_accounts(conn, site)
+            if gsc_account is None:
+                raise RegistryError("no Google account: add one with `spark account add-gsc`")
+            refresh_token = gsc_refresh_token(conn, gsc_account)
+        google = search_console.get_client(refresh_token)
+        try:
+            token = google.verification_token(domain)
+            with _cloudflare_client(database, cloudflare, site) as (client, _):
+                _, txt_created = client.ensure_record_present(row.cloudflare_zone_id, type="TXT", name=domain,
+                                                              content=token)
+            owners = google.verify_domain(domain)
+            property_added = google.ensure_site(property_url)
+        finally:
+            google.close()
+    with database.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE sites SET gsc_verification_status = 'verified', error_message = NULL WHERE id = :s"),
+            {"s": site.id},
+        )
+    return MaterializeResult(
+        metadata={
+            "domain": domain,
+            "property": property_url,
+            "txt_record_created": txt_created,
+            "property_added": property_added,
+            "owners": len(owners),
+            "gsc_verification_status": "verified",
         }
     )

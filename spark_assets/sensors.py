@@ -23,11 +23,16 @@ from dagster import (
     SkipReason,
     sensor,
 )
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.partitions import campaign_partitions, site_partitions
 from spark_assets.registry import active_campaign_keys, active_site_keys
+from spark_assets.accounts import cloudflare_credentials
 from spark_resources.database import DatabaseResource
+from spark_resources.providers.cloudflare import CloudflareResource
+from spark_resources.providers.http import ProviderError
+from spark_resources.secrets import SecretKeyError
 
 #: what a new campaign partition is materialized with: its whole content chain (avatars too: the campaign may bring new
 #: personas). `locations` is not here: it is loaded once (the demo does it) and refreshed by hand.
@@ -38,8 +43,12 @@ NEW_CAMPAIGN_ASSETS = [
         "article_quality",
     )
 ]
-#: what a new site partition is materialized with: its provisioning (more steps join as they are built)
-NEW_SITE_ASSETS: list[AssetKey] = [AssetKey("site_dns")]
+#: what a new site partition is materialized with: the provisioning steps that need nothing but the site
+NEW_SITE_ASSETS: list[AssetKey] = [AssetKey("site_dns"), AssetKey("site_matomo")]
+#: what runs once a site's zone is active: site_dns again (it records `active`) and the steps that need the zone
+ACTIVE_ZONE_ASSETS: list[AssetKey] = [AssetKey("site_dns"), AssetKey("site_search_console")]
+#: pending zones asked about per tick (one Cloudflare call each; the tick comes every five minutes)
+ZONES_PER_TICK = 50
 
 def registry_fingerprint(keys: Iterable[str]) -> str:
     """A short digest of the sorted key set: equal fingerprints mean nothing was added or archived."""
@@ -105,3 +114,62 @@ new_campaigns_sensor = build_registry_sensor(
     assets=NEW_CAMPAIGN_ASSETS,
     description="Adds a `campaign` partition for every imported campaign that is not archived, and materializes it.",
 )
+
+
+@sensor(
+    name="zone_activation_sensor",
+    description="Asks Cloudflare about sites whose zone is pending; once a zone is active, runs site_dns (which records "
+    "`active`) and the steps that need an active zone (site_search_console), once per zone.",
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.RUNNING,
+    asset_selection=ACTIVE_ZONE_ASSETS,
+)
+def zone_activation_sensor(
+    context: SensorEvaluationContext, database: DatabaseResource, cloudflare: CloudflareResource
+) -> SensorResult | SkipReason:
+    # sites whose zone exists and whose later steps have not run: zones still pending (ask Cloudflare), and zones
+    # already recorded active by site_dns (nothing to ask). Failed steps wait for the operator's re-run.
+    with database.connect() as conn:
+        waiting = conn.execute(
+            sa.text(
+                """SELECT domain, cloudflare_zone_id, cloudflare_account_id, status_dns FROM sites
+                   WHERE status = 'active' AND cloudflare_zone_id IS NOT NULL AND status_dns IN ('pending', 'active')
+                     AND gsc_verification_status = 'pending'
+                   ORDER BY status_dns, date_updated LIMIT :n"""
+            ),
+            {"n": ZONES_PER_TICK},
+        ).all()
+    if not waiting:
+        return SkipReason("no site is waiting for its zone")
+    active, still_pending = [], []
+    for site in waiting:
+        if site.status_dns == "active" or _zone_is_active(context, database, cloudflare, site):
+            active.append(site)
+        else:
+            still_pending.append(site.domain)
+    if still_pending:
+        context.log.info(f"zones still pending: {', '.join(still_pending)}")
+    # one run per zone: the run key holds the zone id, so a zone is handed on once however often it is seen
+    return SensorResult(
+        run_requests=[
+            RunRequest(partition_key=site.domain, asset_selection=ACTIVE_ZONE_ASSETS,
+                       run_key=f"zone-active:{site.domain}:{site.cloudflare_zone_id}")
+            for site in active
+        ]
+    )
+
+
+def _zone_is_active(context: SensorEvaluationContext, database: DatabaseResource, cloudflare: CloudflareResource,
+                    site) -> bool:
+    """What Cloudflare says now. A failure is logged and the site asked about again next tick."""
+    try:
+        with database.connect() as conn:
+            _, token = cloudflare_credentials(conn, site.cloudflare_account_id)
+        client = cloudflare.get_client(token)
+        try:
+            return client.get_zone(site.cloudflare_zone_id).status == "active"
+        finally:
+            client.close()
+    except (ProviderError, SecretKeyError) as exc:
+        context.log.warning(f"could not ask Cloudflare about {site.domain}: {exc}")
+        return False

@@ -58,10 +58,11 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "site demo-roofing.example registered; campaign created" in out
     steps = [line.split()[3] for line in out.splitlines() if line.startswith("-> materialize")]
     assert steps == [
-        "avatars", "campaign_blueprint", "locations", "site_dns", "campaign_geo", "cartesian_permutations",
-        "headlines", "articles", "article_quality",
+        "avatars", "campaign_blueprint", "locations", "site_dns", "site_matomo", "campaign_geo", "site_search_console",
+        "cartesian_permutations", "headlines", "articles", "article_quality",
     ]  # fmt: skip
-    assert "DNS active (sandbox" in out  # provisioned against the local Cloudflare and Namecheap simulators
+    # provisioned against the local Cloudflare, Namecheap, Google and Matomo simulators
+    assert "DNS active, Matomo site 1 (active), Search Console verified" in out
     assert "FAILED" not in out and "did not pass" not in out
     assert "content_fragments    21" in out
     assert "articles             288" in out  # 12 cities x 6 personas x 4 patterns

@@ -1,48 +1,55 @@
-"""Provisioning against the simulators, through the real clients: the site_dns step converges, records its status,
-and a failure stays with its site and never shows a secret."""
+"""Provisioning against the sandbox (every provider's simulator, wired as in production), through the real clients and
+real Dagster runs: each step converges, records its status, waits for the zone where it must, keeps a failure with its
+own site, and never shows a secret."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from dagster import instance_for_test, materialize
+from dagster import AddDynamicPartitionsRequest, SensorResult, SkipReason, build_sensor_context, instance_for_test, materialize
 
+from spark_assets import sandbox as sandbox_module
 from spark_assets.accounts import add_cloudflare_account, list_accounts
-from spark_assets.definitions import all_assets
+from spark_assets.definitions import all_assets, defs
 from spark_assets.registry import add_site
-from spark_resources.providers.cloudflare import CloudflareResource
+from spark_assets.sandbox import Sandbox
+from spark_assets.sensors import new_sites_sensor, zone_activation_sensor
 from spark_resources.providers.namecheap import NamecheapResource
-from spark_resources.simulators.cloudflare import CloudflareSimulator
-from spark_resources.simulators.namecheap import NamecheapSimulator
 
-CF_TOKEN = "cf-secret-token-value"
-NC_KEY = "nc-secret-key-value"
+FERNET_KEY = "ZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmQ="
+#: every credential the sandbox hands out: none may show up in a log, an event, metadata or an error
+SECRETS = (
+    sandbox_module.CLOUDFLARE_TOKEN,
+    sandbox_module.NAMECHEAP["api_key"],
+    sandbox_module.GOOGLE_REFRESH_TOKEN,
+    sandbox_module.GOOGLE_CLIENT["client_secret"],
+    sandbox_module.MATOMO_TOKEN,
+    "ya29.sandbox-",  # the Google access tokens the simulator issues
+)
+ALL_STEPS = ["site_dns", "site_matomo", "site_search_console"]
 
 
 @pytest.fixture
-def sandbox(engine, monkeypatch, tmp_path):
-    monkeypatch.setenv("SPARK_FERNET_KEY", "ZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmQ=")
-    with CloudflareSimulator(token=CF_TOKEN) as cloudflare, NamecheapSimulator(api_user="spark", api_key=NC_KEY) as namecheap:
-        namecheap.on_nameservers = lambda domain, servers: cloudflare.activate_zone(domain)
-        for domain in ("one.example", "two.example"):
-            namecheap.register(domain)
+def providers(engine, monkeypatch):
+    monkeypatch.setenv("SPARK_FERNET_KEY", FERNET_KEY)
+    with Sandbox() as sandbox:
         with engine.begin() as conn:
-            add_site(conn, "one.example")
-            add_site(conn, "two.example")
-            add_cloudflare_account(conn, email="ops@example.com", nickname="cf-1", provider_account_id="acct-1",
-                                   api_token=CF_TOKEN)
-        resources = {
-            "cloudflare": CloudflareResource(base_url=cloudflare.base_url, hosting_target="sites.example.net"),
-            "namecheap": NamecheapResource(api_user="spark", api_key=NC_KEY, username="spark", client_ip="127.0.0.1",
-                                           base_url=namecheap.base_url, max_wait_seconds=0.05),
-        }
-        yield cloudflare, namecheap, resources
+            add_site(conn, "one.example", "One Roofing")
+            add_site(conn, "two.example", "Two Roofing")
+        sandbox.register_accounts(engine)
+        yield sandbox
 
 
-def _provision(instance, database, resources, domain: str, raise_on_error: bool = True):
-    instance.add_dynamic_partitions("site", [domain])
-    return materialize(all_assets, selection=["site_dns"], partition_key=domain, instance=instance,
-                       resources={"database": database, **resources}, raise_on_error=raise_on_error)
+def _resources(sandbox, database) -> dict:
+    # short back-off: failing tests stay fast
+    return {**defs.resources, **sandbox.resources(max_wait_seconds=0.05), "database": database}
+
+
+def _provision(instance, sandbox, database, domain: str, steps=ALL_STEPS, raise_on_error: bool = True):
+    if domain not in instance.get_dynamic_partitions("site"):
+        instance.add_dynamic_partitions("site", [domain])
+    return materialize(all_assets, selection=steps, partition_key=domain, instance=instance,
+                       resources=_resources(sandbox, database), raise_on_error=raise_on_error)
 
 
 def _site(engine, domain: str):
@@ -50,71 +57,165 @@ def _site(engine, domain: str):
         return conn.execute(sa.text("SELECT * FROM sites WHERE domain = :d"), {"d": domain}).one()
 
 
-def test_site_dns_provisions_once_however_often_it_runs(sandbox, database, engine):
-    cloudflare, namecheap, resources = sandbox
+def _metadata(result, asset: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {key: entry.value for key, entry in event.materialization.metadata.items()}
+
+
+def test_provisioning_twice_makes_one_of_everything(providers, database, engine):
     with instance_for_test() as instance:
-        first = _provision(instance, database, resources, "one.example")
-        second = _provision(instance, database, resources, "one.example")
+        first = _provision(instance, providers, database, "one.example")
+        second = _provision(instance, providers, database, "one.example")
     assert first.success and second.success
-    assert len(cloudflare.zones) == 1
-    (zone,) = cloudflare.zones.values()
-    assert sorted((r["name"], r["content"]) for r in cloudflare.records[zone["id"]]) == [
-        ("one.example", "sites.example.net"), ("www.one.example", "sites.example.net")
-    ]
-    assert namecheap.domains["one.example"]["nameservers"] == zone["name_servers"]
+    (zone,) = providers.cloudflare.zones.values()
+    records = sorted((r["type"], r["name"]) for r in providers.cloudflare.records[zone["id"]])
+    assert records == [("CNAME", "one.example"), ("CNAME", "www.one.example"), ("TXT", "one.example")]
+    assert providers.namecheap.domains["one.example"]["nameservers"] == zone["name_servers"]
+    assert [s["name"] for s in providers.matomo.sites.values()] == ["One Roofing"]
+    assert providers.google.properties[sandbox_module.GOOGLE_ACCOUNT] == {"sc-domain:one.example"}
+
     site = _site(engine, "one.example")
-    assert (site.status_dns, site.cloudflare_zone_id, site.error_message) == ("active", zone["id"], None)
-    metadata = second.get_asset_materialization_events()[0].materialization.metadata
-    assert metadata["zone_created"].value is False and metadata["records"].value == {
-        "one.example": "unchanged", "www.one.example": "unchanged"
-    }
-    with engine.connect() as conn:
-        assert [a.sites for a in list_accounts(conn, "cloudflare")] == [1]  # assigned automatically
+    assert (site.status_dns, site.cloudflare_zone_id, site.status_hosting, site.gsc_verification_status) == (
+        "active", zone["id"], "active", "verified")
+    assert site.matomo_site_id == next(iter(providers.matomo.sites)) and site.error_message is None
+    assert _metadata(second, "site_dns")["zone_created"] is False
+    assert _metadata(second, "site_dns")["records"] == {"one.example": "unchanged", "www.one.example": "unchanged"}
+    assert _metadata(second, "site_matomo")["matomo_site_created"] is False
+    assert (_metadata(second, "site_search_console")["txt_record_created"],
+            _metadata(second, "site_search_console")["property_added"]) == (False, False)
+    with engine.connect() as conn:  # accounts were assigned automatically
+        assert {a.label: a.sites for a in list_accounts(conn, "cloudflare")} == {"sandbox": 1}
 
 
-def test_a_failure_marks_its_site_only_and_reruns_converge(sandbox, database, engine):
-    cloudflare, namecheap, resources = sandbox
+def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, database, engine):
     with instance_for_test() as instance:
-        assert _provision(instance, database, resources, "one.example").success
-        namecheap.inject("auth", times=1)
-        failed = _provision(instance, database, resources, "two.example", raise_on_error=False)
+        assert _provision(instance, providers, database, "one.example").success
+        providers.namecheap.inject("auth", times=1)
+        failed = _provision(instance, providers, database, "two.example", steps=["site_dns"], raise_on_error=False)
         assert not failed.success
         two, one = _site(engine, "two.example"), _site(engine, "one.example")
         assert two.status_dns == "failed" and "API Key is invalid" in two.error_message
-        assert NC_KEY not in two.error_message and CF_TOKEN not in two.error_message
-        assert (one.status_dns, one.error_message) == ("active", None)
+        assert (one.status_dns, one.gsc_verification_status, one.error_message) == ("active", "verified", None)
 
-        assert _provision(instance, database, resources, "two.example").success  # the cause is gone
-    assert _site(engine, "two.example").status_dns == "active"
-    assert len(cloudflare.zones) == 2
+        providers.matomo.inject("auth", times=1)
+        assert not _provision(instance, providers, database, "two.example", steps=["site_matomo"],
+                              raise_on_error=False).success
+        assert _site(engine, "two.example").status_hosting == "failed"
+        assert "Matomo for two.example: matomo:" in _site(engine, "two.example").error_message
+
+        assert _provision(instance, providers, database, "two.example").success  # the causes are gone
+    two = _site(engine, "two.example")
+    assert (two.status_dns, two.status_hosting, two.gsc_verification_status, two.error_message) == (
+        "active", "active", "verified", None)
+    assert len(providers.cloudflare.zones) == 2 and len(providers.matomo.sites) == 2
 
 
-def test_without_an_account_the_step_says_what_to_do(sandbox, database, engine):
-    _, _, resources = sandbox
+def test_search_console_waits_for_an_active_zone(providers, database, engine):
+    providers.cloudflare.activation_delay_seconds = 3600
+    with instance_for_test() as instance:
+        assert _provision(instance, providers, database, "one.example", steps=["site_dns"]).success
+        assert _site(engine, "one.example").status_dns == "pending"
+        waiting = _provision(instance, providers, database, "one.example", steps=["site_search_console"],
+                             raise_on_error=False)
+    assert not waiting.success
+    (failure,) = waiting.get_step_failure_events()
+    assert "DNS is pending, not active yet" in failure.step_failure_data.error.message
+    site = _site(engine, "one.example")
+    assert (site.gsc_verification_status, site.error_message) == ("pending", None)  # waiting is not failing
+    assert providers.google.calls == []
+
+
+def test_without_an_account_the_step_says_what_to_do(providers, database, engine):
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE cloudflare_accounts SET status = 'disabled'"))
     with instance_for_test() as instance:
-        result = _provision(instance, database, resources, "one.example", raise_on_error=False)
+        result = _provision(instance, providers, database, "one.example", steps=["site_dns"], raise_on_error=False)
     assert not result.success
     assert "spark account add cloudflare" in _site(engine, "one.example").error_message
 
 
-def test_tokens_are_encrypted_at_rest_and_absent_from_the_event_log(sandbox, database, engine):
-    _, _, resources = sandbox
-    with engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT api_token FROM cloudflare_accounts")).scalar_one()
-    assert CF_TOKEN not in stored
-    _, namecheap, _ = sandbox
+def test_missing_registrar_credentials_fail_the_step_and_name_the_variable(providers, database, engine, monkeypatch):
+    for name in ("NAMECHEAP_API_USER", "NAMECHEAP_API_KEY", "NAMECHEAP_CLIENT_IP"):
+        monkeypatch.delenv(name, raising=False)
+    resources = _resources(providers, database)
+    resources["namecheap"] = NamecheapResource(base_url=providers.namecheap.base_url)  # nothing configured
     with instance_for_test() as instance:
-        _provision(instance, database, resources, "one.example")
-        namecheap.inject("500", times=10)  # a failing run too: errors and retries are logged
-        _provision(instance, database, resources, "two.example", raise_on_error=False)
-        # every event of every run: logs, metadata, errors, run config
-        everything = "".join(
-            str(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id)
-        ) + "".join(str(run.run_config) for run in instance.get_runs())
-    assert "site_dns" in everything and "ASSET_MATERIALIZATION" in everything and "STEP_FAILURE" in everything
-    assert CF_TOKEN not in everything and NC_KEY not in everything
+        instance.add_dynamic_partitions("site", ["one.example"])
+        result = materialize(all_assets, selection=["site_dns"], partition_key="one.example", instance=instance,
+                             resources=resources, raise_on_error=False)
+    assert not result.success
+    assert "NAMECHEAP_API_USER, NAMECHEAP_API_KEY, NAMECHEAP_CLIENT_IP not set" in _site(engine, "one.example").error_message
+    assert _site(engine, "one.example").status_dns == "failed"
+
+
+def _tick(sensor, instance, resources, cursor=None):
+    """One sensor tick, its partition requests applied to the instance as the daemon would."""
+    result = sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+    if isinstance(result, SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            assert isinstance(request, AddDynamicPartitionsRequest)
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def _launch(instance, resources, result) -> list:
+    """Execute a tick's run requests as the daemon would launch them."""
+    assert isinstance(result, SensorResult)
+    return [
+        materialize(all_assets, selection=request.asset_selection, partition_key=request.partition_key,
+                    instance=instance, resources=resources, tags=request.tags)
+        for request in result.run_requests
+    ]
+
+
+def test_new_sites_are_provisioned_by_the_sensors_end_to_end(providers, database, engine):
+    providers.cloudflare.activation_delay_seconds = 3600  # a zone turns active an hour after the name-server change
+    resources = _resources(providers, database)
+    with instance_for_test() as instance:
+        new_sites = _tick(new_sites_sensor, instance, resources)
+        assert sorted(r.partition_key for r in new_sites.run_requests) == ["one.example", "two.example"]
+        assert all(sorted(k.to_user_string() for k in r.asset_selection) == ["site_dns", "site_matomo"]
+                   for r in new_sites.run_requests)
+        assert all(run.success for run in _launch(instance, resources, new_sites))
+        assert {_site(engine, d).status_dns for d in ("one.example", "two.example")} == {"pending"}
+
+        assert _tick(zone_activation_sensor, instance, resources).run_requests == []  # still pending
+        providers.cloudflare.fast_forward(3600)
+        activated = _tick(zone_activation_sensor, instance, resources)
+        assert sorted(r.run_key for r in activated.run_requests) == sorted(
+            f"zone-active:{d}:{_site(engine, d).cloudflare_zone_id}" for d in ("one.example", "two.example"))
+        assert all(run.success for run in _launch(instance, resources, activated))
+        assert isinstance(_tick(zone_activation_sensor, instance, resources), SkipReason)  # nothing left waiting
+    for domain in ("one.example", "two.example"):
+        site = _site(engine, domain)
+        assert (site.status_dns, site.status_hosting, site.gsc_verification_status, site.error_message) == (
+            "active", "active", "verified", None)
+        assert site.matomo_site_id is not None
+
+
+def test_no_secret_reaches_the_event_log_metadata_or_errors(providers, database, engine, caplog):
+    with engine.connect() as conn:
+        stored = " ".join(conn.execute(sa.text(
+            "SELECT a.api_token || g.oauth_refresh_token FROM cloudflare_accounts a, gsc_accounts g")).scalars())
+    assert not any(secret in stored for secret in SECRETS)  # encrypted at rest
+    with instance_for_test() as instance:
+        _provision(instance, providers, database, "one.example")
+        for simulator, fault in ((providers.namecheap, "500"), (providers.google, "500"), (providers.matomo, "auth")):
+            simulator.inject(fault, times=10)  # failing runs too: errors and retries are logged
+        _provision(instance, providers, database, "two.example", steps=["site_dns"], raise_on_error=False)
+        _provision(instance, providers, database, "two.example", steps=["site_matomo"], raise_on_error=False)
+        providers.namecheap.faults = type(providers.namecheap.faults)(providers.namecheap.faults.kinds)
+        _provision(instance, providers, database, "two.example", steps=["site_dns", "site_search_console"],
+                   raise_on_error=False)
+        everything = "".join(str(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id))
+        everything += "".join(str(run.run_config) + str(run.tags) for run in instance.get_runs())
+    with engine.connect() as conn:
+        everything += " ".join(str(m) for m in conn.execute(sa.text("SELECT error_message FROM sites")).scalars())
+    everything += caplog.text
+    assert "ASSET_MATERIALIZATION" in everything and "STEP_FAILURE" in everything
+    assert "Search Console for two.example" in everything and "Matomo for two.example" in everything
+    leaked = [secret for secret in SECRETS if secret in everything]
+    assert leaked == []
 
 
 def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, engine, monkeypatch):
@@ -123,8 +224,8 @@ def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, en
     from spark_assets.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("SPARK_FERNET_KEY", "ZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmQ=")
-    monkeypatch.setenv("CF_TOKEN_1", CF_TOKEN)
+    monkeypatch.setenv("SPARK_FERNET_KEY", FERNET_KEY)
+    monkeypatch.setenv("CF_TOKEN_1", "cf-secret-token-value")
     runner = CliRunner()
     added = runner.invoke(main, ["account", "add-cloudflare", "ops@example.com", "--nickname", "cf-1",
                                  "--account-id", "acct-1", "--token-env", "CF_TOKEN_1"])
@@ -134,7 +235,7 @@ def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, en
     assert prompted.exit_code == 0 and "added: gsc account seo@example.com" in prompted.output
     assert "cf-1" in listing.output and "seo@example.com" in listing.output
     for output in (added.output, prompted.output, listing.output):
-        assert CF_TOKEN not in output and "refresh-secret" not in output
+        assert "cf-secret-token-value" not in output and "refresh-secret" not in output
     missing = runner.invoke(main, ["account", "add-cloudflare", "x@example.com", "--nickname", "cf-2",
                                    "--account-id", "a", "--token-env", "NOT_SET_ANYWHERE"])
     assert missing.exit_code == 1 and "NOT_SET_ANYWHERE is empty or not set" in missing.output

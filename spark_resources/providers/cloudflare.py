@@ -139,6 +139,19 @@ class CloudflareClient:
                     return record, "unchanged"
             raise
 
+    def ensure_record_present(self, zone_id: str, *, type: str, name: str, content: str, ttl: int = 1) -> tuple[DnsRecord, bool]:
+        """Add a (type, name, content) record unless it is there, leaving other records of that name alone (a TXT
+        verification token beside SPF, say); (record, created)."""
+        for record in self.list_dns_records(zone_id, type=type, name=name):
+            if record.content == content:
+                return record, False
+        try:
+            return self.create_dns_record(zone_id, type=type, name=name, content=content, ttl=ttl), True
+        except ProviderError as exc:
+            if exc.code not in RECORD_EXISTS:
+                raise
+            return next(r for r in self.list_dns_records(zone_id, type=type, name=name) if r.content == content), False
+
     # --- transport ------------------------------------------------------------------------------------------------
 
     def _pages(self, path: str, params: dict[str, Any], per_page: int) -> Iterator[dict]:

@@ -66,6 +66,15 @@ class SearchAnalyticsRow:
     position: float
 
 
+def endpoints_on(base: str | None) -> dict[str, str]:
+    """The three endpoints when one server answers them all (the simulator's layout), as SearchConsoleResource
+    settings; {} (Google's own) when `base` is None or empty."""
+    if not base:
+        return {}
+    return {"token_url": f"{base}/token", "search_console_url": f"{base}/webmasters/v3",
+            "site_verification_url": f"{base}/siteVerification/v1"}
+
+
 def domain_property(domain: str) -> str:
     """The Search Console domain property of `domain`: 'sc-domain:example.com'."""
     return f"sc-domain:{domain}"
@@ -183,7 +192,7 @@ class GoogleClient:
     def _token(self, *, force: bool = False) -> Secret:
         with self._token_lock:
             if force or self._access_token is None or time.monotonic() >= self._expires_at:
-                answer = with_retries(PROVIDER, self._refresh, attempts=self._attempts, max_wait=self._max_wait)
+                answer = self._refresh()  # called within a call's attempt: that attempt's retries cover it
                 self._access_token = Secret(answer["access_token"])
                 self._expires_at = time.monotonic() + float(answer.get("expires_in", 3600)) - _EXPIRY_MARGIN
             return self._access_token

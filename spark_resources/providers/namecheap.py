@@ -7,6 +7,7 @@ published limit is 20 calls a minute per key, enforced client-side by the rate l
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -136,12 +137,14 @@ def _parse(response: httpx.Response) -> ET.Element:
 
 
 class NamecheapResource(ConfigurableResource):
-    """Namecheap API. Give `api_key` as an EnvVar; the sandbox is `base_url` = the simulator (or Namecheap's sandbox)."""
+    """Namecheap API. Credentials default to the environment (NAMECHEAP_API_USER, NAMECHEAP_API_KEY, NAMECHEAP_USERNAME,
+    NAMECHEAP_CLIENT_IP), read when a client is made, so a missing one fails the step that needs it, with the variable
+    named, and not the whole code location. The sandbox is `base_url` = the simulator (or Namecheap's sandbox)."""
 
-    api_user: str
-    api_key: str = Field(description="API key; from the environment, never inline")
-    username: str
-    client_ip: str = Field(description="the whitelisted IPv4 address the calls come from")
+    api_user: str | None = Field(None, description="default: $NAMECHEAP_API_USER")
+    api_key: str | None = Field(None, description="API key; default: $NAMECHEAP_API_KEY (never inline)")
+    username: str | None = Field(None, description="default: $NAMECHEAP_USERNAME, else the API user")
+    client_ip: str | None = Field(None, description="the whitelisted IPv4 the calls come from; default: $NAMECHEAP_CLIENT_IP")
     base_url: str = DEFAULT_BASE_URL
     requests_per_minute: int = Field(20, description="Namecheap's published per-key limit")
     connect_timeout: float = 5.0
@@ -152,10 +155,18 @@ class NamecheapResource(ConfigurableResource):
     _limiter: RateLimiter | None = PrivateAttr(default=None)
 
     def get_client(self) -> NamecheapClient:
+        settings = {
+            "api_user": self.api_user or os.environ.get("NAMECHEAP_API_USER"),
+            "api_key": self.api_key or os.environ.get("NAMECHEAP_API_KEY"),
+            "client_ip": self.client_ip or os.environ.get("NAMECHEAP_CLIENT_IP"),
+        }
+        missing = [f"NAMECHEAP_{name.upper()}" for name, value in settings.items() if not value]
+        if missing:
+            raise ProviderError(PROVIDER, f"{', '.join(missing)} not set: Namecheap credentials come from the environment")
+        username = self.username or os.environ.get("NAMECHEAP_USERNAME") or settings["api_user"]
         if self._limiter is None:
             self._limiter = RateLimiter(self.requests_per_minute, 60.0)
         return NamecheapClient(
-            self.base_url, api_user=self.api_user, api_key=self.api_key, username=self.username,
-            client_ip=self.client_ip, limiter=self._limiter, connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds,
+            self.base_url, username=username, limiter=self._limiter, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds, **settings,
         )

@@ -61,6 +61,11 @@ class CloudflareSimulator(Simulator):
                     self._activations.setdefault(zone["id"], time.monotonic() + self.activation_delay_seconds)
             self._settle()
 
+    def fast_forward(self, seconds: float) -> None:
+        """Let `seconds` pass for the zones waiting to turn active (tests do not sleep through the delay)."""
+        with self._lock:
+            self._activations = {zone: when - seconds for zone, when in self._activations.items()}
+
     def txt_records(self, name: str) -> list[str]:
         """The TXT values published for `name` in any zone (what a DNS lookup would answer; Google's verification
         reads them)."""

@@ -27,6 +27,8 @@ class NamecheapSimulator(Simulator):
     api_key: str = "sandbox-key"
     whitelisted_ips: tuple[str, ...] = ("127.0.0.1",)
     requests_per_minute: int = 20
+    #: the sandbox: every domain asked about is one the account owns (registered on first sight)
+    auto_register: bool = False
     timeout_seconds: float = 2.0
     domains: dict[str, dict] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -41,8 +43,12 @@ class NamecheapSimulator(Simulator):
     def register(self, domain: str) -> None:
         """Put `domain` in the account (as if bought), on Namecheap's own DNS."""
         with self._lock:
-            self.domains[domain] = {"nameservers": ["dns1.registrar-servers.com", "dns2.registrar-servers.com"],
-                                    "our_dns": True, "expires": "11/22/2027"}
+            self.domains[domain] = self._new_domain()
+
+    @staticmethod
+    def _new_domain() -> dict:
+        return {"nameservers": ["dns1.registrar-servers.com", "dns2.registrar-servers.com"], "our_dns": True,
+                "expires": "11/22/2027"}
 
     # --- the API --------------------------------------------------------------------------------------------------
 
@@ -100,6 +106,8 @@ class NamecheapSimulator(Simulator):
             return _ok(command, f"<DomainGetListResult>{rows}</DomainGetListResult>{paging}")
         domain = f"{params.get('sld', '')}.{params.get('tld', '')}"
         if command in ("namecheap.domains.dns.setCustom", "namecheap.domains.dns.getList"):
+            if domain not in self.domains and self.auto_register and params.get("sld") and params.get("tld"):
+                self.domains[domain] = self._new_domain()
             if domain not in self.domains:
                 return _error(2019166, "Domain not found")
             if command == "namecheap.domains.dns.getList":

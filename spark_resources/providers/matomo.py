@@ -1,0 +1,212 @@
+"""Matomo Reporting API: one Matomo site per Spark site, and its daily visits (PROVIDERS.md, section 4).
+
+Every call is a form-encoded POST to the instance's `index.php` with `module=API`, `method=<Plugin.method>`,
+`format=JSON` and `token_auth` in the body, never in the URL (Matomo 5 refuses secure tokens sent as GET parameters, and
+URLs end up in access logs). The same client talks to a real instance and to the local simulator
+(`spark_resources.simulators.matomo`): only the URL and the token differ.
+
+Quirks handled here: errors arrive as `{"result": "error", "message": ...}` under HTTP 200 (Matomo 4) or HTTP 401
+(Matomo 5, bad token), so every answer is checked; `idsite` may be a string; a day without data is `[]` inside a
+multi-day report; `bounce_rate` is a string such as `"68%"`. Matomo cannot tell "no such site" from "no access to it":
+both are the "requires 'view' access" error, surfaced as an AuthenticationError. Self-hosted Matomo has no API rate
+limit, so there is no RateLimiter here; retries follow `providers.http` (429 from a reverse proxy, 5xx, timeouts,
+malformed bodies).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from spark_resources.providers.http import AuthenticationError, ProviderError, TransientProviderError, with_retries
+from spark_resources.secrets import Secret
+
+PROVIDER = "matomo"
+#: a placeholder: there is no public Matomo, operators set SPARK_MATOMO_URL to their instance's index.php
+DEFAULT_BASE_URL = "https://matomo.example/index.php"
+TOKEN_VARIABLE = "MATOMO_TOKEN_AUTH"
+#: `result: error` messages that mean a bad token or missing access (lower case): never retried
+_AUTH_MESSAGES = (
+    "token_auth", "authenticate", "you can't access", "you cannot access", "requires 'view' access",
+    "requires 'admin' access", "requires 'write' access", "superuser access", "super user access", "not logged in",
+)
+
+
+@dataclass(frozen=True)
+class DailyVisits:
+    """One day of `VisitsSummary.get`. A day without data is all zeros (see `MatomoClient.daily_visits`)."""
+
+    date: date
+    visits: int
+    unique_visitors: int
+    actions: int
+    bounce_rate: float  # a fraction: "68%" -> 0.68
+    avg_time_on_site: int  # seconds
+
+
+class MatomoClient:
+    def __init__(
+        self,
+        base_url: str,
+        token_auth: "str | Secret",
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        attempts: int = 4,
+        max_wait: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._http = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), transport=transport)
+        self._url = base_url
+        self._token = token_auth if isinstance(token_auth, Secret) else Secret(token_auth)
+        self._attempts = attempts
+        self._max_wait = max_wait
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- sites ----------------------------------------------------------------------------------------------------
+
+    def find_site_id(self, url: str) -> int | None:
+        """The id of the site Matomo tracks at `url` (it matches http/https and www variants), or None."""
+        sites = self._call("SitesManager.getSitesIdFromSiteUrl", url=url)
+        if not isinstance(sites, list):
+            raise ProviderError(PROVIDER, "unexpected getSitesIdFromSiteUrl answer (not a list)", code="malformed")
+        ids = sorted(int(site["idsite"]) for site in sites if isinstance(site, dict) and "idsite" in site)
+        return ids[0] if ids else None
+
+    def add_site(self, name: str, urls: list[str], timezone: str = "UTC", currency: str = "USD") -> int:
+        """Create a site (super-user token only); its new id."""
+        body = self._call("SitesManager.addSite", siteName=name, **{"urls[]": urls}, timezone=timezone,
+                          currency=currency)
+        try:
+            return int(body["value"])
+        except (KeyError, TypeError, ValueError):
+            raise ProviderError(PROVIDER, "unexpected addSite answer (no value)", code="malformed") from None
+
+    def ensure_site(self, name: str, url: str) -> tuple[int, bool]:
+        """The id of the site at `url`, created as `name` if missing; (id, created). Safe to re-run."""
+        site_id = self.find_site_id(url)
+        if site_id is not None:
+            return site_id, False
+        return self.add_site(name, [url]), True
+
+    # --- reports --------------------------------------------------------------------------------------------------
+
+    def daily_visits(self, site_id: int, start: date, end: date) -> list[DailyVisits]:
+        """One row per day from `start` to `end` inclusive, in order. Days Matomo has no data for (`[]`) come back as
+        rows of zeros, so callers can store explicit zeros rather than guess what a gap means."""
+        if end < start:
+            raise ValueError(f"end {end} is before start {start}")
+        report = self._call("VisitsSummary.get", idSite=site_id, period="day", date=f"{start},{end}")
+        if isinstance(report, dict) and "nb_visits" in report and start == end:
+            report = {start.isoformat(): report}  # a single period, should Matomo answer without the label
+        if report == []:
+            report = {}
+        if not isinstance(report, dict):
+            raise ProviderError(PROVIDER, "unexpected VisitsSummary.get answer (not keyed by date)", code="malformed")
+        days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+        return [_daily(day, report.get(day.isoformat())) for day in days]
+
+    # --- transport ------------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, **params: Any) -> Any:
+        def attempt() -> Any:
+            token = self._token.reveal()
+            data = {"module": "API", "method": method, "format": "JSON", **params, "token_auth": token}
+            return _parse(self._http.post(self._url, data=data), token)
+
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+
+
+def _parse(response: httpx.Response, token: str) -> Any:
+    """The decoded body of a successful call, or the typed error for this response. Messages come from the response
+    body only, and the token is masked should a proxy or a plugin echo it."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    message = str(message or response.reason_phrase or "no message")
+    if token:
+        message = message.replace(token, "***")
+    status = response.status_code
+    if status == 429:
+        retry_after = response.headers.get("retry-after")
+        raise TransientProviderError(PROVIDER, message, status=429,
+                                     retry_after=float(retry_after) if retry_after else None)
+    if status >= 500:
+        raise TransientProviderError(PROVIDER, message, status=status)
+    if status in (401, 403):
+        raise AuthenticationError(PROVIDER, message, status=status)
+    if body is None:
+        if status >= 400:
+            raise ProviderError(PROVIDER, message, status=status)
+        raise TransientProviderError(PROVIDER, "malformed response body (not JSON)", code="malformed", status=status)
+    if isinstance(body, dict) and body.get("result") == "error":
+        if any(marker in message.lower() for marker in _AUTH_MESSAGES):
+            raise AuthenticationError(PROVIDER, message, status=status)
+        raise ProviderError(PROVIDER, message, status=status)
+    if status >= 400:
+        raise ProviderError(PROVIDER, message, status=status)
+    return body
+
+
+def parse_bounce_rate(value: Any) -> float:
+    """Matomo's bounce rate as a fraction: "68%" -> 0.68 (a bare number is taken as a fraction already)."""
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, str):
+        text = value.strip().replace(",", ".")
+        if text.endswith("%"):
+            return round(float(text[:-1]) / 100, 4)
+        return float(text)
+    return float(value)
+
+
+def _int(value: Any) -> int:
+    return int(float(value)) if value not in (None, "") else 0
+
+
+def _daily(day: date, row: Any) -> DailyVisits:
+    if not isinstance(row, dict):  # `[]`, or a day missing from the answer
+        row = {}
+    return DailyVisits(
+        date=day,
+        visits=_int(row.get("nb_visits")),
+        unique_visitors=_int(row.get("nb_uniq_visitors")),
+        actions=_int(row.get("nb_actions")),
+        bounce_rate=parse_bounce_rate(row.get("bounce_rate")),
+        avg_time_on_site=_int(row.get("avg_time_on_site")),
+    )
+
+
+class MatomoResource(ConfigurableResource):
+    """Matomo Reporting API. There is no public default: operators set SPARK_MATOMO_URL (the instance's `index.php`)
+    into `base_url`; the sandbox is `base_url` = the simulator's. The token needs super-user access to add sites.
+    No rate limiter: self-hosted Matomo has no API rate limit."""
+
+    base_url: str = Field(DEFAULT_BASE_URL, description="the Matomo index.php URL, from SPARK_MATOMO_URL")
+    token_auth: str | None = Field(
+        None, description=f"API token (super user, to add sites); when unset, read from {TOKEN_VARIABLE}"
+    )
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 4
+    max_wait_seconds: float = 60.0
+
+    def get_client(self) -> MatomoClient:
+        token = self.token_auth or os.environ.get(TOKEN_VARIABLE)
+        if not token:
+            raise ProviderError(PROVIDER, f"{TOKEN_VARIABLE} is not set: give the resource a token_auth or set it",
+                                code="not_configured")
+        return MatomoClient(
+            self.base_url, Secret(token), connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            attempts=self.attempts, max_wait=self.max_wait_seconds,
+        )
