@@ -68,6 +68,7 @@ def main() -> None:
     original = render(template, rng)
 
     def bodies():
+        previous = original
         for i in range(args.copies or args.documents):
             if args.copies:
                 yield near_copy(original, rng, 3)

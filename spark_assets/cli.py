@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from spark_assets.accounts import add_cloudflare_account, add_gsc_account, list_accounts
+from spark_assets.accounts import add_cloudflare_account, add_gsc_account, assign_accounts, list_accounts
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
 from spark_assets.content.names import InvalidName
 from spark_assets.publishing import approve, article_overview, publish
@@ -89,12 +89,19 @@ def site() -> None:
 @site.command("add")
 @click.argument("domain")
 @click.option("--brand", help="brand name shown on the site (default: the domain)")
-def site_add(domain: str, brand: str | None) -> None:
-    """Register a site. Its partition appears in Dagster on the next tick of new_sites_sensor."""
+@click.option("--cloudflare-account", metavar="NICKNAME", help="the Cloudflare account to use (default: least loaded)")
+@click.option("--gsc-account", metavar="EMAIL", help="the Google account to use (default: least loaded)")
+def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc_account: str | None) -> None:
+    """Register a site. Its partition appears in Dagster on the next tick of new_sites_sensor, which provisions it."""
     with get_engine().begin() as conn:
         registered, created = add_site(conn, domain, brand)
+        if cloudflare_account or gsc_account:
+            assign_accounts(conn, registered, cloudflare=cloudflare_account, gsc=gsc_account)
     verb = "registered" if created else "already registered"
     click.echo(f"{verb}: {registered.domain} ({registered.brand_name or 'no brand'})")
+    if cloudflare_account or gsc_account:
+        named = ", ".join(n for n in (cloudflare_account, gsc_account) if n)
+        click.echo(f"accounts: {named}")
 
 
 @site.command("list")
@@ -105,12 +112,14 @@ def site_list() -> None:
     if not sites:
         click.echo("no sites yet: add one with `spark site add DOMAIN`")
         return
-    click.echo(f"{'DOMAIN':32} {'BRAND':24} {'STATUS':9} {'DNS':8} {'HOSTING':8} {'CONTENT':10} DEPLOYMENT")
+    click.echo(f"{'DOMAIN':32} {'BRAND':24} {'STATUS':9} {'DNS':8} {'HOSTING':8} {'SEARCH':9} {'CONTENT':10} DEPLOYMENT")
     for s in sites:
         click.echo(
             f"{s.domain:32} {(s.brand_name or '-')[:24]:24} {s.status:9} {s.status_dns:8} {s.status_hosting:8} "
-            f"{s.status_content:10} {s.status_deployment}"
+            f"{s.gsc_verification_status:9} {s.status_content:10} {s.status_deployment}"
         )
+        if s.error_message:
+            click.echo(f"  last error: {s.error_message}")
 
 
 @main.group()
@@ -283,6 +292,9 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
         click.echo("sandbox: Cloudflare, Namecheap, Google and Matomo answer from local simulators")
     dagster = Path(sys.executable).with_name("dagster")  # the venv's, even when the venv is not activated
     args = [str(dagster) if dagster.exists() else "dagster", "dev", "-m", "spark_assets.definitions", *ctx.args]
+    # dagster dev treats SIGTERM as SIGINT; a SIGINT ignored by whoever started us (a background job of a
+    # non-interactive shell, a service manager) would be inherited, and dagster dev could then not be stopped
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     process = subprocess.Popen(args, env=env)
     # pass a SIGTERM on and wait, so this process exits last and releases the embedded server (pgserver stops it when
     # its last user exits); Ctrl-C reaches dagster dev directly, through the terminal's process group

@@ -35,6 +35,8 @@ class Site:
     status_hosting: str
     status_content: str
     status_deployment: str
+    gsc_verification_status: str
+    error_message: str | None
     date_created: datetime
 
 
@@ -67,7 +69,8 @@ def split_campaign_key(key: str) -> tuple[str, str]:
 
 
 _SITE_COLUMNS = (
-    "id, domain, name, brand_name, status, status_dns, status_hosting, status_content, status_deployment, date_created"
+    "id, domain, name, brand_name, status, status_dns, status_hosting, status_content, status_deployment, "
+    "gsc_verification_status, error_message, date_created"
 )
 
 

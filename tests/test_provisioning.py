@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from dagster import AddDynamicPartitionsRequest, SensorResult, SkipReason, build_sensor_context, instance_for_test, materialize
 
 from spark_assets import sandbox as sandbox_module
-from spark_assets.accounts import add_cloudflare_account, list_accounts
+from spark_assets.accounts import list_accounts
 from spark_assets.definitions import all_assets, defs
 from spark_assets.registry import add_site
 from spark_assets.sandbox import Sandbox
@@ -87,7 +87,13 @@ def test_provisioning_twice_makes_one_of_everything(providers, database, engine)
         assert {a.label: a.sites for a in list_accounts(conn, "cloudflare")} == {"sandbox": 1}
 
 
-def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, database, engine):
+def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, database, engine, database_url,
+                                                                    monkeypatch):
+    from click.testing import CliRunner
+
+    from spark_assets.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
     with instance_for_test() as instance:
         assert _provision(instance, providers, database, "one.example").success
         providers.namecheap.inject("auth", times=1)
@@ -96,6 +102,9 @@ def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, d
         two, one = _site(engine, "two.example"), _site(engine, "one.example")
         assert two.status_dns == "failed" and "API Key is invalid" in two.error_message
         assert (one.status_dns, one.gsc_verification_status, one.error_message) == ("active", "verified", None)
+        listing = CliRunner().invoke(main, ["site", "list"]).output.splitlines()
+        assert listing[2].split()[:6] == ["two.example", "Two", "Roofing", "active", "failed", "pending"]
+        assert listing[3].startswith("  last error: DNS for two.example: namecheap: API Key is invalid")
 
         providers.matomo.inject("auth", times=1)
         assert not _provision(instance, providers, database, "two.example", steps=["site_matomo"],
@@ -239,3 +248,14 @@ def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, en
     missing = runner.invoke(main, ["account", "add-cloudflare", "x@example.com", "--nickname", "cf-2",
                                    "--account-id", "a", "--token-env", "NOT_SET_ANYWHERE"])
     assert missing.exit_code == 1 and "NOT_SET_ANYWHERE is empty or not set" in missing.output
+
+    # the operator can name the accounts a new site uses; a wrong name adds nothing
+    wrong = runner.invoke(main, ["site", "add", "named.example", "--cloudflare-account", "cf-9"])
+    assert wrong.exit_code == 1 and "no Cloudflare account nicknamed 'cf-9'" in wrong.output
+    assert "named.example" not in runner.invoke(main, ["site", "list"]).output
+    named = runner.invoke(main, ["site", "add", "named.example", "--cloudflare-account", "cf-1",
+                                 "--gsc-account", "seo@example.com"])
+    assert named.exit_code == 0 and "accounts: cf-1, seo@example.com" in named.output
+    with engine.connect() as conn:
+        assert {a.label: a.sites for kind in ("cloudflare", "gsc") for a in list_accounts(conn, kind)} == {
+            "cf-1": 1, "seo@example.com": 1}

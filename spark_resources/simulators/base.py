@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class NoAnswer(Exception):
+    """Raised by a handler to send nothing at all (the client's read timeout fires)."""
+
+
 class LoopbackServer:
     """Serves `handle(Request) -> Response | None` on 127.0.0.1 at a free port (None: send nothing, the client's
     timeout fires)."""
@@ -42,7 +47,10 @@ class LoopbackServer:
                 url = urlsplit(self.path)
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                response = handler_fn(Request(self.command, url.path, url.query, self.headers, body))
+                try:
+                    response = handler_fn(Request(self.command, url.path, url.query, self.headers, body))
+                except NoAnswer:
+                    return
                 if response is None:
                     return
                 try:
@@ -104,6 +112,19 @@ class Simulator:
     path = ""
     _server: LoopbackServer | None
     faults: Faults
+    timeout_seconds: float
+    #: a "malformed" fault: an HTML page from a proxy in front of the API instead of the API's own format
+    MALFORMED = Response(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+
+    def _common_fault(self, server_error: Response) -> tuple[str | None, Response | None]:
+        """Take the next injected fault: (its kind, the answer when it is one every provider shows alike). 'timeout'
+        sends nothing after `timeout_seconds`; 'malformed' answers MALFORMED; '500' the provider's `server_error`.
+        Other kinds (or none) answer None: the simulator handles them."""
+        fault = self.faults.next()
+        if fault == "timeout":
+            time.sleep(self.timeout_seconds)
+            raise NoAnswer
+        return fault, {"malformed": self.MALFORMED, "500": server_error}.get(fault or "")
 
     def start(self):
         self._server = LoopbackServer(self._handle)  # type: ignore[attr-defined]

@@ -90,14 +90,9 @@ class CloudflareSimulator(Simulator):
         query = {k: v[0] for k, v in parse_qs(request.query).items()}
         with self._lock:
             self.calls.append((method, request.path))
-        fault = self.faults.next()
-        if fault == "timeout":
-            time.sleep(self.timeout_seconds)
-            return None
-        if fault == "malformed":
-            return Response(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
-        if fault == "500":
-            return _json(500, _error(10001, "simulated internal error"))
+        fault, answer = self._common_fault(server_error=_json(500, _error(10001, "simulated internal error")))
+        if answer is not None:
+            return answer
         if fault == "auth" or request.headers.get("authorization") != f"Bearer {self.token}":
             return _json(403, _error(10000, "Authentication error"))
         if fault == "429" or not self._within_budget():

@@ -87,14 +87,9 @@ class GoogleSimulator(Simulator):
     def _handle(self, request: Request) -> Response | None:
         with self._lock:
             self.calls.append((request.method, request.path))
-        fault = self.faults.next()
-        if fault == "timeout":
-            time.sleep(self.timeout_seconds)
-            return None
-        if fault == "malformed":
-            return Response(200, b"<html><body>Bad Gateway</body></html>", "text/html")
-        if fault == "500":
-            return _error(500, "Backend Error", "backendError", "INTERNAL")
+        fault, answer = self._common_fault(server_error=_error(500, "Backend Error", "backendError", "INTERNAL"))
+        if answer is not None:
+            return answer
         if fault == "429":
             return _json(429, {"error": {"errors": [{"domain": "usageLimits", "reason": "rateLimitExceeded",
                                                      "message": "Rate Limit Exceeded"}],

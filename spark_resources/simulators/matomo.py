@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -87,14 +86,11 @@ class MatomoSimulator(Simulator):
         with self._lock:
             self.calls.append(method)
             self.requests.append(request)
-        fault = self.faults.next()
-        if fault == "timeout":
-            time.sleep(self.timeout_seconds)
-            return None
-        if fault == "malformed":
-            return Response(200, b"<html><body>Matomo is being upgraded</body></html>", "text/html")
-        if fault == "500":
-            return Response(500, b"<html><body>Internal Server Error</body></html>", "text/html")
+        fault, answer = self._common_fault(
+            server_error=Response(500, b"<html><body>Internal Server Error</body></html>", "text/html")
+        )
+        if answer is not None:
+            return answer
         if fault == "429":  # no limit in Matomo itself: a reverse proxy in front of it
             return Response(429, b"Too Many Requests", "text/plain", {"retry-after": "0"})
         if request.path != self.path:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape, quoteattr
 
@@ -58,14 +58,9 @@ class NamecheapSimulator(Simulator):
         command = params.get("command", "")
         with self._lock:
             self.calls.append(command)
-        fault = self.faults.next()
-        if fault == "timeout":
-            time.sleep(self.timeout_seconds)
-            return None
-        if fault == "malformed":
-            return Response(200, b"<html>Service Unavailable", "text/html")
-        if fault == "500":
-            return Response(500, b"Internal Server Error", "text/plain")
+        fault, answer = self._common_fault(server_error=Response(500, b"Internal Server Error", "text/plain"))
+        if answer is not None:
+            return answer
         if fault == "405" or not self._within_budget():
             return Response(405, b"Method Not Allowed", "text/plain")
         if fault == "500000":
