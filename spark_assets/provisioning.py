@@ -75,7 +75,7 @@ def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResourc
         if account_id is None:
             raise RegistryError("no Cloudflare account: add one with `spark account add cloudflare`")
         provider_account, token = cloudflare_credentials(conn, account_id)
-    client = cloudflare.get_client(token)
+    client = cloudflare.get_client(token, engine=database.engine)  # the token's budget, shared by all processes
     try:
         yield client, provider_account
     finally:
@@ -114,7 +114,7 @@ def site_dns(
                                            proxied=True)[1]
             for name in (domain, f"www.{domain}")
         }
-        registrar = namecheap.get_client()
+        registrar = namecheap.get_client(engine=database.engine)
         try:
             _, current = registrar.get_nameservers(domain)
             pointed = sorted(current) == sorted(zone.name_servers)
@@ -208,7 +208,7 @@ def site_search_console(
             if gsc_account is None:
                 raise RegistryError("no Google account: add one with `spark account add-gsc`")
             refresh_token = gsc_refresh_token(conn, gsc_account)
-        google = search_console.get_client(refresh_token)
+        google = search_console.get_client(refresh_token, engine=database.engine)
         try:
             token = google.verification_token(domain)
             with _cloudflare_client(database, cloudflare, site) as (client, _):

@@ -165,7 +165,7 @@ def _zone_is_active(context: SensorEvaluationContext, database: DatabaseResource
     try:
         with database.connect() as conn:
             _, token = cloudflare_credentials(conn, site.cloudflare_account_id)
-        client = cloudflare.get_client(token)
+        client = cloudflare.get_client(token, engine=database.engine)
         try:
             return client.get_zone(site.cloudflare_zone_id).status == "active"
         finally:

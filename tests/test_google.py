@@ -109,6 +109,17 @@ def test_a_401_refreshes_once_then_succeeds(google):
     assert sum(1 for c in google.calls if c[1] == "/token") == 2
 
 
+def test_a_401_whose_refresh_is_refused_fails_without_more_retries(google):
+    client = _client(google)
+    client.list_sites()
+    before = len(google.calls)
+    google.inject("auth", times=2)  # the call answers 401; the refresh that follows answers invalid_grant
+    with pytest.raises(AuthenticationError) as failure:
+        client.list_sites()
+    assert failure.value.code == "invalid_grant"
+    assert google.calls[before:] == [("GET", "/webmasters/v3/sites"), ("POST", "/token")]
+
+
 def test_a_revoked_refresh_token_fails_at_once_without_the_secret(google):
     google.revoke(REFRESH)
     client = _client(google)

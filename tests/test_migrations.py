@@ -30,7 +30,7 @@ DESIGN_TABLES = {
     # Website Factory
     "cloudflare_accounts", "gsc_accounts", "daily_analytics",
     # the factory's own
-    "cartesian_permutations", "site_builds", "site_deployments", "campaign_quality",
+    "cartesian_permutations", "site_builds", "site_deployments", "campaign_quality", "provider_calls",
 }  # fmt: skip
 
 
@@ -50,12 +50,12 @@ def test_migrations_from_empty_then_reapplied_as_no_op(empty_database_url):
     files = migrations.discover()
     assert [m.filename for m in files] == [
         "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql", "0005_content.sql",
-        "0006_provisioning.sql",
+        "0006_provisioning.sql", "0007_provider_calls.sql",
     ]  # fmt: skip
 
     applied = migrations.upgrade(engine)
 
-    assert [m.version for m in applied] == [1, 2, 3, 4, 5, 6]
+    assert [m.version for m in applied] == [1, 2, 3, 4, 5, 6, 7]
     assert _tables(engine) == DESIGN_TABLES | {migrations.MIGRATIONS_TABLE}
     with engine.connect() as conn:
         recorded = conn.execute(sa.text("SELECT version, checksum FROM spark_schema_migrations ORDER BY 1")).all()
@@ -261,7 +261,7 @@ def test_db_upgrade_on_a_server_given_by_database_url(empty_database_url, monkey
         get_engine()
     result = runner.invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "applied 0006_provisioning.sql" in result.output
+    assert "applied 0007_provider_calls.sql" in result.output
     again = runner.invoke(main, ["db", "upgrade"])
     assert again.exit_code == 0 and f"schema is current ({len(migrations.discover())} migrations)" in again.output
 

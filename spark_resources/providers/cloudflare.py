@@ -8,7 +8,7 @@ per token, for all clients together) and the retry policy in `providers.http`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx
 from dagster import ConfigurableResource
@@ -17,11 +17,17 @@ from pydantic import Field, PrivateAttr
 from spark_resources.secrets import Secret
 from spark_resources.providers.http import (
     AuthenticationError,
+    Limiter,
     ProviderError,
     RateLimiter,
+    SharedRateLimiter,
     TransientProviderError,
+    budget_key,
     with_retries,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 PROVIDER = "cloudflare"
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -55,7 +61,7 @@ class CloudflareClient:
         base_url: str,
         api_token: "str | Secret",
         *,
-        limiter: RateLimiter,
+        limiter: Limiter,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         attempts: int = 4,
@@ -227,18 +233,24 @@ class CloudflareResource(ConfigurableResource):
 
     _limiter: RateLimiter | None = PrivateAttr(default=None)
 
-    def get_client(self, api_token: Secret | None = None) -> CloudflareClient:
-        """A client with `api_token` (an account's), else the configured one. One rate limiter per resource: Cloudflare
-        counts per token, so this is conservative when several accounts are used at once."""
+    def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None) -> CloudflareClient:
+        """A client with `api_token` (an account's), else the configured one. With `engine`, the rate limit is counted
+        in the database per token, shared by every process (what Cloudflare counts); without, per resource."""
         token = api_token or (Secret(self.api_token) if self.api_token else None)
         if token is None:
-            raise ValueError("no Cloudflare API token: add an account (`spark account add cloudflare`) or set api_token")
-        if self._limiter is None:
-            self._limiter = RateLimiter(self.requests_per_window, self.window_seconds)
+            raise ProviderError(PROVIDER, "no API token: add an account (`spark account add-cloudflare`) or set api_token")
+        limiter: Limiter
+        if engine is not None:
+            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, token.reveal()), self.requests_per_window,
+                                        self.window_seconds)
+        else:
+            if self._limiter is None:
+                self._limiter = RateLimiter(self.requests_per_window, self.window_seconds)
+            limiter = self._limiter
         return CloudflareClient(
             self.base_url,
             token,
-            limiter=self._limiter,
+            limiter=limiter,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             attempts=self.attempts,

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote
 
 import httpx
@@ -28,12 +28,18 @@ from pydantic import Field, PrivateAttr
 
 from spark_resources.providers.http import (
     AuthenticationError,
+    Limiter,
     ProviderError,
     RateLimiter,
+    SharedRateLimiter,
     TransientProviderError,
+    budget_key,
     with_retries,
 )
 from spark_resources.secrets import Secret
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 PROVIDER = "google"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -94,7 +100,7 @@ class GoogleClient:
         client_id: str,
         client_secret: Secret,
         refresh_token: Secret,
-        limiter: RateLimiter,
+        limiter: Limiter,
         token_url: str = TOKEN_URL,
         search_console_url: str = SEARCH_CONSOLE_URL,
         site_verification_url: str = SITE_VERIFICATION_URL,
@@ -296,18 +302,26 @@ class SearchConsoleResource(ConfigurableResource):
 
     _limiter: RateLimiter | None = PrivateAttr(default=None)
 
-    def get_client(self, refresh_token: Secret) -> GoogleClient:
+    def get_client(self, refresh_token: Secret, *, engine: "Engine | None" = None) -> GoogleClient:
+        """A client for the account of `refresh_token`. With `engine`, the rate limit is counted in the database per
+        account, shared by every process (Google counts per user); without, per resource."""
         client_id = self.client_id or os.environ.get("GOOGLE_CLIENT_ID")
         client_secret = self.client_secret or os.environ.get("GOOGLE_CLIENT_SECRET")
         missing = [name for name, value in (("GOOGLE_CLIENT_ID", client_id), ("GOOGLE_CLIENT_SECRET", client_secret))
                    if not value]
         if missing:
             raise ProviderError(PROVIDER, f"{' and '.join(missing)} not set: the OAuth client comes from the environment")
-        if self._limiter is None:
-            self._limiter = RateLimiter(self.queries_per_minute, 60.0)
+        limiter: Limiter
+        if engine is not None:
+            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, refresh_token.reveal()), self.queries_per_minute,
+                                        60.0)
+        else:
+            if self._limiter is None:
+                self._limiter = RateLimiter(self.queries_per_minute, 60.0)
+            limiter = self._limiter
         return GoogleClient(
             client_id=client_id, client_secret=Secret(client_secret), refresh_token=refresh_token,
-            limiter=self._limiter, token_url=self.token_url, search_console_url=self.search_console_url,
+            limiter=limiter, token_url=self.token_url, search_console_url=self.search_console_url,
             site_verification_url=self.site_verification_url, connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds,
         )

@@ -8,15 +8,21 @@ credential: clients build them from the response body, not from the request.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import deque
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 T = TypeVar("T")
+#: the limiter's advisory locks live in their own namespace (the first key of the two-key form)
+_LOCK_NAMESPACE = 0x5350  # "SP"
 
 
 class ProviderError(RuntimeError):
@@ -100,3 +106,50 @@ class RateLimiter:
                     return
                 wait = self.period - (now - self._sent[0])
             self._sleep(max(wait, 0.001))
+
+
+class Limiter(Protocol):
+    def acquire(self) -> None: ...
+
+
+class SharedRateLimiter:
+    """RateLimiter's sliding window, counted in PostgreSQL (`provider_calls`) so that every process calling with the
+    same budget (runs in parallel or back to back, sensors) shares it: what the provider counts is all of them.
+
+    `budget` names what the provider limits, e.g. one Cloudflare token; `budget_key` derives a name that does not
+    reveal the credential. Each acquire is one short transaction under an advisory lock on the budget."""
+
+    def __init__(self, engine: "Engine", budget: str, calls: int, period: float, sleep=time.sleep):
+        self.engine = engine
+        self.budget = budget
+        self.calls = calls
+        self.period = period * 1.02 + 0.05  # the same margin as RateLimiter
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        from sqlalchemy import text
+
+        params = {"budget": self.budget, "period": self.period, "calls": self.calls, "ns": _LOCK_NAMESPACE}
+        while True:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:budget))"), params)
+                conn.execute(
+                    text("""DELETE FROM provider_calls WHERE budget = :budget
+                            AND called_at < clock_timestamp() - make_interval(secs => :period)"""),
+                    params,
+                )
+                used, wait = conn.execute(
+                    text("""SELECT count(*), extract(epoch FROM min(called_at) + make_interval(secs => :period)
+                                                          - clock_timestamp())
+                            FROM provider_calls WHERE budget = :budget"""),
+                    params,
+                ).one()
+                if used < self.calls:
+                    conn.execute(text("INSERT INTO provider_calls (budget) VALUES (:budget)"), params)
+                    return
+            self._sleep(max(float(wait or 0), 0.01))
+
+
+def budget_key(provider: str, credential: str) -> str:
+    """A budget name for `credential` that does not reveal it: 'cloudflare:3f2a…' (a truncated SHA-256)."""
+    return f"{provider}:{hashlib.sha256(credential.encode()).hexdigest()[:16]}"

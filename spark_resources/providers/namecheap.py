@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from dagster import ConfigurableResource
@@ -18,11 +18,17 @@ from pydantic import Field, PrivateAttr
 
 from spark_resources.providers.http import (
     AuthenticationError,
+    Limiter,
     ProviderError,
     RateLimiter,
+    SharedRateLimiter,
     TransientProviderError,
+    budget_key,
     with_retries,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 PROVIDER = "namecheap"
 DEFAULT_BASE_URL = "https://api.namecheap.com/xml.response"
@@ -56,7 +62,7 @@ class NamecheapClient:
         api_key: str,
         username: str,
         client_ip: str,
-        limiter: RateLimiter,
+        limiter: Limiter,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         attempts: int = 4,
@@ -154,7 +160,9 @@ class NamecheapResource(ConfigurableResource):
 
     _limiter: RateLimiter | None = PrivateAttr(default=None)
 
-    def get_client(self) -> NamecheapClient:
+    def get_client(self, *, engine: "Engine | None" = None) -> NamecheapClient:
+        """With `engine`, the rate limit is counted in the database per API key, shared by every process (what
+        Namecheap counts); without, per resource."""
         settings = {
             "api_user": self.api_user or os.environ.get("NAMECHEAP_API_USER"),
             "api_key": self.api_key or os.environ.get("NAMECHEAP_API_KEY"),
@@ -164,9 +172,14 @@ class NamecheapResource(ConfigurableResource):
         if missing:
             raise ProviderError(PROVIDER, f"{', '.join(missing)} not set: Namecheap credentials come from the environment")
         username = self.username or os.environ.get("NAMECHEAP_USERNAME") or settings["api_user"]
-        if self._limiter is None:
-            self._limiter = RateLimiter(self.requests_per_minute, 60.0)
+        limiter: Limiter
+        if engine is not None:
+            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, settings["api_key"]), self.requests_per_minute, 60.0)
+        else:
+            if self._limiter is None:
+                self._limiter = RateLimiter(self.requests_per_minute, 60.0)
+            limiter = self._limiter
         return NamecheapClient(
-            self.base_url, username=username, limiter=self._limiter, connect_timeout=self.connect_timeout,
+            self.base_url, username=username, limiter=limiter, connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds, **settings,
         )
