@@ -53,17 +53,28 @@ _EXPECTED = (ProviderError, RegistryError, SecretKeyError)
 
 @contextmanager
 def _step(database: DatabaseResource, site: Site, status_column: str, label: str) -> Iterator[None]:
-    """Turn an expected failure into `<status_column> = 'failed'` with a clear `error_message`, and a failed step."""
+    """Record a failure as `<status_column> = 'failed'` and `error_message`, and fail the step. An expected failure
+    (a provider's answer, a missing account or key) is told as is: its text never holds a credential. Anything else
+    (a bug, a provider answering something the contract does not know) is recorded by its type only, and re-raised
+    with its traceback for the run's log."""
     try:
         yield
     except _EXPECTED as exc:
         message = f"{label} for {site.domain}: {exc}"
-        with database.begin() as conn:
-            conn.execute(
-                sa.text(f"UPDATE sites SET {status_column} = 'failed', error_message = :m WHERE id = :s"),
-                {"m": message, "s": site.id},
-            )
+        _record_failure(database, site, status_column, message)
         raise Failure(description=message) from None
+    except Exception as exc:
+        _record_failure(database, site, status_column,
+                        f"{label} for {site.domain}: unexpected {type(exc).__name__} (see the run's log)")
+        raise
+
+
+def _record_failure(database: DatabaseResource, site: Site, status_column: str, message: str) -> None:
+    with database.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE sites SET {status_column} = 'failed', error_message = :m WHERE id = :s"),
+            {"m": message, "s": site.id},
+        )
 
 
 @contextmanager
@@ -73,7 +84,7 @@ def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResourc
     with database.begin() as conn:
         account_id, _ = assign_accounts(conn, site)
         if account_id is None:
-            raise RegistryError("no Cloudflare account: add one with `spark account add cloudflare`")
+            raise RegistryError("no Cloudflare account: add one with `spark account add-cloudflare`")
         provider_account, token = cloudflare_credentials(conn, account_id)
     client = cloudflare.get_client(token, engine=database.engine)  # the token's budget, shared by all processes
     try:
@@ -85,7 +96,7 @@ def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResourc
 def _site_row(database: DatabaseResource, site: Site) -> Any:
     with database.connect() as conn:
         return conn.execute(
-            sa.text("SELECT cloudflare_zone_id, status_dns, gsc_account_id FROM sites WHERE id = :s"), {"s": site.id}
+            sa.text("SELECT cloudflare_zone_id, status_dns FROM sites WHERE id = :s"), {"s": site.id}
         ).one()
 
 

@@ -140,7 +140,23 @@ def test_without_an_account_the_step_says_what_to_do(providers, database, engine
     with instance_for_test() as instance:
         result = _provision(instance, providers, database, "one.example", steps=["site_dns"], raise_on_error=False)
     assert not result.success
-    assert "spark account add cloudflare" in _site(engine, "one.example").error_message
+    assert "spark account add-cloudflare" in _site(engine, "one.example").error_message
+
+
+def test_an_unexpected_error_is_recorded_by_its_type_and_kept_in_the_log(providers, database, engine, monkeypatch):
+    from spark_resources.providers.cloudflare import CloudflareClient
+
+    def broken(self, zone_id):  # a bug, or an answer the contract does not know
+        raise KeyError("name_servers")
+
+    monkeypatch.setattr(CloudflareClient, "get_zone", broken)
+    with instance_for_test() as instance:
+        result = _provision(instance, providers, database, "one.example", steps=["site_dns"], raise_on_error=False)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "KeyError" in str(failure.step_failure_data.error)  # the traceback stays in the run's log
+    site = _site(engine, "one.example")
+    assert (site.status_dns, site.error_message) == ("failed", "DNS for one.example: unexpected KeyError (see the run's log)")
 
 
 def test_missing_registrar_credentials_fail_the_step_and_name_the_variable(providers, database, engine, monkeypatch):
