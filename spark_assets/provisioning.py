@@ -19,7 +19,15 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import sqlalchemy as sa
-from dagster import AssetExecutionContext, DagsterInstance, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    DagsterInstance,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryRequested,
+    asset,
+)
 
 from spark_assets.accounts import assign_accounts, cloudflare_credentials, gsc_refresh_token
 from spark_assets.partitions import site_partitions
@@ -59,6 +67,8 @@ def _step(database: DatabaseResource, site: Site, status_column: str, label: str
     with its traceback for the run's log."""
     try:
         yield
+    except RetryRequested:
+        raise  # not a failure yet: Dagster runs the step again
     except _EXPECTED as exc:
         message = f"{label} for {site.domain}: {exc}"
         _record_failure(database, site, status_column, message)
@@ -225,7 +235,16 @@ def site_search_console(
             with _cloudflare_client(database, cloudflare, site) as (client, _):
                 _, txt_created = client.ensure_record_present(row.cloudflare_zone_id, type="TXT", name=domain,
                                                               content=token)
-            owners = google.verify_domain(domain)
+            try:
+                owners = google.verify_domain(domain)
+            except ProviderError as exc:
+                if exc.status != 400 or context.retry_number >= search_console.verification_retries:
+                    raise
+                # Google does not see the TXT record yet (DNS propagation): wait and run the step again
+                context.log.info(f"Google cannot see the TXT record of {domain} yet; verifying again in "
+                                 f"{search_console.verification_retry_seconds:.0f} s")
+                raise RetryRequested(max_retries=search_console.verification_retries,
+                                     seconds_to_wait=search_console.verification_retry_seconds) from None
             property_added = google.ensure_site(property_url)
         finally:
             google.close()

@@ -14,6 +14,7 @@ from spark_assets.definitions import all_assets, defs
 from spark_assets.registry import add_site
 from spark_assets.sandbox import Sandbox
 from spark_assets.sensors import new_sites_sensor, zone_activation_sensor
+from spark_resources.providers.google import SearchConsoleResource, endpoints_on
 from spark_resources.providers.namecheap import NamecheapResource
 
 FERNET_KEY = "ZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmQ="
@@ -132,6 +133,42 @@ def test_search_console_waits_for_an_active_zone(providers, database, engine):
     site = _site(engine, "one.example")
     assert (site.gsc_verification_status, site.error_message) == ("pending", None)  # waiting is not failing
     assert providers.google.calls == []
+
+
+def test_verification_is_tried_again_while_dns_propagates(providers, database, engine):
+    lookups = []
+
+    def propagating(name: str) -> list[str]:  # Google sees the TXT record from its third lookup on
+        lookups.append(name)
+        return providers.cloudflare.txt_records(name) if len(lookups) >= 3 else []
+
+    providers.google.txt_lookup = propagating
+    resources = _resources(providers, database)
+    resources["search_console"] = SearchConsoleResource(
+        **sandbox_module.GOOGLE_CLIENT, **endpoints_on(providers.google.base_url), verification_retries=3,
+        verification_retry_seconds=0.1,
+    )
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["one.example"])
+        result = materialize(all_assets, selection=ALL_STEPS, partition_key="one.example", instance=instance,
+                             resources=resources)
+        events = [e.dagster_event.event_type_value for e in instance.all_logs(result.run_id) if e.dagster_event]
+    assert result.success and len(lookups) == 3
+    assert events.count("STEP_UP_FOR_RETRY") == 2
+    assert _site(engine, "one.example").gsc_verification_status == "verified"
+
+    providers.google.txt_lookup = lambda name: []  # never visible: after the retries, the step fails and says why
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE sites SET gsc_verification_status = 'pending'"))
+    providers.google.verified.clear()
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["one.example"])
+        failed = materialize(all_assets, selection=["site_search_console"], partition_key="one.example",
+                             instance=instance, resources=resources, raise_on_error=False)
+    assert not failed.success
+    site = _site(engine, "one.example")
+    assert site.gsc_verification_status == "failed"
+    assert "verification token could not be found" in site.error_message
 
 
 def test_without_an_account_the_step_says_what_to_do(providers, database, engine):

@@ -295,6 +295,10 @@ class SearchConsoleResource(ConfigurableResource):
     search_console_url: str = SEARCH_CONSOLE_URL
     site_verification_url: str = SITE_VERIFICATION_URL
     queries_per_minute: int = Field(1200, description="client-side limit, Google's per-user and per-site quota")
+    verification_retries: int = Field(
+        3, description="times site_search_console verifies again when Google cannot see the TXT record yet"
+    )
+    verification_retry_seconds: float = Field(300.0, description="wait before each of those (DNS propagation)")
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     attempts: int = 4
