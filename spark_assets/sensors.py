@@ -127,26 +127,23 @@ new_campaigns_sensor = build_registry_sensor(
 def zone_activation_sensor(
     context: SensorEvaluationContext, database: DatabaseResource, cloudflare: CloudflareResource
 ) -> SensorResult | SkipReason:
-    # sites whose zone exists and whose later steps have not run: zones still pending (ask Cloudflare), and zones
-    # already recorded active by site_dns (nothing to ask). Failed steps wait for the operator's re-run.
+    # Sites whose zone exists and whose later steps have not run: zones already recorded active by site_dns (nothing
+    # to ask), and pending zones, asked about ZONES_PER_TICK at a time in domain order from where the last tick
+    # stopped (the cursor), so every pending zone is asked about in turn however many there are. Failed steps wait
+    # for the operator's re-run.
+    waiting = """SELECT domain, cloudflare_zone_id, cloudflare_account_id, status_dns FROM sites
+                 WHERE status = 'active' AND cloudflare_zone_id IS NOT NULL AND gsc_verification_status = 'pending'"""
+    after = context.cursor or ""
     with database.connect() as conn:
-        waiting = conn.execute(
-            sa.text(
-                """SELECT domain, cloudflare_zone_id, cloudflare_account_id, status_dns FROM sites
-                   WHERE status = 'active' AND cloudflare_zone_id IS NOT NULL AND status_dns IN ('pending', 'active')
-                     AND gsc_verification_status = 'pending'
-                   ORDER BY status_dns, date_updated LIMIT :n"""
-            ),
-            {"n": ZONES_PER_TICK},
+        recorded = conn.execute(sa.text(f"{waiting} AND status_dns = 'active' ORDER BY domain")).all()
+        pending = conn.execute(
+            sa.text(f"{waiting} AND status_dns = 'pending' ORDER BY domain > :after DESC, domain LIMIT :n"),
+            {"after": after, "n": ZONES_PER_TICK},
         ).all()
-    if not waiting:
+    if not recorded and not pending:
         return SkipReason("no site is waiting for its zone")
-    active, still_pending = [], []
-    for site in waiting:
-        if site.status_dns == "active" or _zone_is_active(context, database, cloudflare, site):
-            active.append(site)
-        else:
-            still_pending.append(site.domain)
+    activated = [site for site in pending if _zone_is_active(context, database, cloudflare, site)]
+    still_pending = [site.domain for site in pending if site not in activated]
     if still_pending:
         context.log.info(f"zones still pending: {', '.join(still_pending)}")
     # one run per zone: the run key holds the zone id, so a zone is handed on once however often it is seen
@@ -154,8 +151,9 @@ def zone_activation_sensor(
         run_requests=[
             RunRequest(partition_key=site.domain, asset_selection=ACTIVE_ZONE_ASSETS,
                        run_key=f"zone-active:{site.domain}:{site.cloudflare_zone_id}")
-            for site in active
-        ]
+            for site in [*recorded, *activated]
+        ],
+        cursor=pending[-1].domain if pending else after,
     )
 
 

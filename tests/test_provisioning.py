@@ -255,6 +255,26 @@ def test_new_sites_are_provisioned_by_the_sensors_end_to_end(providers, database
         assert site.matomo_site_id is not None
 
 
+def test_pending_zones_are_asked_about_in_turn(providers, database, engine, monkeypatch):
+    from spark_assets import sensors
+
+    providers.cloudflare.activation_delay_seconds = 3600
+    resources = _resources(providers, database)
+    monkeypatch.setattr(sensors, "ZONES_PER_TICK", 1)
+    with instance_for_test() as instance:
+        for domain in ("one.example", "two.example"):
+            _provision(instance, providers, database, domain, steps=["site_dns"])
+        zones = {_site(engine, d).cloudflare_zone_id: d for d in ("one.example", "two.example")}
+        asked, cursor = [], None
+        for _ in range(3):
+            before = len(providers.cloudflare.calls)
+            result = zone_activation_sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            cursor = result.cursor
+            asked += [zones[path.rsplit("/", 1)[1]] for _, path in providers.cloudflare.calls[before:]]
+            assert result.run_requests == []
+    assert asked == ["one.example", "two.example", "one.example"]  # round robin, wrapping around
+
+
 def test_no_secret_reaches_the_event_log_metadata_or_errors(providers, database, engine, caplog):
     with engine.connect() as conn:
         stored = " ".join(conn.execute(sa.text(
