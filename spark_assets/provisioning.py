@@ -55,6 +55,16 @@ def apply_pool_limits(instance: DagsterInstance) -> dict[str, int]:
     return applied
 
 
+#: how each step names itself in `sites.error_message` ("DNS for example.com: ..."); a success clears its own only
+DNS, MATOMO, SEARCH_CONSOLE = "DNS", "Matomo", "Search Console"
+#: set `error_message` to NULL when the message is the step's own (`:own` = its prefix); another step's stays
+_CLEAR_OWN_ERROR = "error_message = CASE WHEN error_message LIKE :own THEN NULL ELSE error_message END"
+
+
+def _own(label: str, site: Site) -> str:
+    return f"{label} for {site.domain}: %"
+
+
 #: what a provisioning step reports as the cause, never with a credential in it
 _EXPECTED = (ProviderError, RegistryError, SecretKeyError)
 
@@ -128,7 +138,7 @@ def site_dns(
     with database.begin() as conn:
         site = get_site(conn, context.partition_key)
     domain = site.domain
-    with _step(database, site, "status_dns", "DNS"), _cloudflare_client(database, cloudflare, site) as (client, account):
+    with _step(database, site, "status_dns", DNS), _cloudflare_client(database, cloudflare, site) as (client, account):
         zone, created = client.ensure_zone(domain, account)
         records = {
             name: client.ensure_dns_record(zone.id, type="CNAME", name=name, content=cloudflare.hosting_target,
@@ -148,10 +158,10 @@ def site_dns(
     with database.begin() as conn:
         conn.execute(
             sa.text(
-                """UPDATE sites SET cloudflare_zone_id = :zone, name_servers = :ns, status_dns = :status,
-                       error_message = NULL WHERE id = :s"""
+                f"""UPDATE sites SET cloudflare_zone_id = :zone, name_servers = :ns, status_dns = :status,
+                        {_CLEAR_OWN_ERROR} WHERE id = :s"""
             ),
-            {"zone": zone.id, "ns": list(zone.name_servers), "status": status, "s": site.id},
+            {"zone": zone.id, "ns": list(zone.name_servers), "status": status, "s": site.id, "own": _own(DNS, site)},
         )
     if status == "pending":
         context.log.info(f"zone for {domain} is pending: zone_activation_sensor will carry on once Cloudflare activates it")
@@ -181,7 +191,7 @@ def site_matomo(context: AssetExecutionContext, database: DatabaseResource, mato
     with database.begin() as conn:
         site = get_site(conn, context.partition_key)
     url = f"https://{site.domain}"
-    with _step(database, site, "status_hosting", "Matomo"):
+    with _step(database, site, "status_hosting", MATOMO):
         client = matomo.get_client()
         try:
             matomo_id, created = client.ensure_site(site.brand_name or site.name, url)
@@ -189,8 +199,8 @@ def site_matomo(context: AssetExecutionContext, database: DatabaseResource, mato
             client.close()
     with database.begin() as conn:
         conn.execute(
-            sa.text("UPDATE sites SET matomo_site_id = :m, status_hosting = 'active', error_message = NULL WHERE id = :s"),
-            {"m": matomo_id, "s": site.id},
+            sa.text(f"UPDATE sites SET matomo_site_id = :m, status_hosting = 'active', {_CLEAR_OWN_ERROR} WHERE id = :s"),
+            {"m": matomo_id, "s": site.id, "own": _own(MATOMO, site)},
         )
     return MaterializeResult(
         metadata={"domain": site.domain, "url": url, "matomo_site_id": matomo_id, "matomo_site_created": created}
@@ -219,11 +229,11 @@ def site_search_console(
     if row.status_dns != "active" or row.cloudflare_zone_id is None:
         # not a failure of this step: it waits for the zone (zone_activation_sensor runs it once the zone is active)
         raise Failure(
-            description=f"Search Console for {site.domain}: DNS is {row.status_dns}, not active yet; "
+            description=f"{SEARCH_CONSOLE} for {site.domain}: DNS is {row.status_dns}, not active yet; "
             "zone_activation_sensor runs this step once Cloudflare activates the zone"
         )
     domain, property_url = site.domain, domain_property(site.domain)
-    with _step(database, site, "gsc_verification_status", "Search Console"):
+    with _step(database, site, "gsc_verification_status", SEARCH_CONSOLE):
         with database.begin() as conn:
             _, gsc_account = assign_accounts(conn, site)
             if gsc_account is None:
@@ -250,8 +260,8 @@ def site_search_console(
             google.close()
     with database.begin() as conn:
         conn.execute(
-            sa.text("UPDATE sites SET gsc_verification_status = 'verified', error_message = NULL WHERE id = :s"),
-            {"s": site.id},
+            sa.text(f"UPDATE sites SET gsc_verification_status = 'verified', {_CLEAR_OWN_ERROR} WHERE id = :s"),
+            {"s": site.id, "own": _own(SEARCH_CONSOLE, site)},
         )
     return MaterializeResult(
         metadata={

@@ -112,6 +112,9 @@ def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, d
                               raise_on_error=False).success
         assert _site(engine, "two.example").status_hosting == "failed"
         assert "Matomo for two.example: matomo:" in _site(engine, "two.example").error_message
+        # another step's success does not wipe that cause out
+        assert _provision(instance, providers, database, "two.example", steps=["site_dns"]).success
+        assert _site(engine, "two.example").error_message.startswith("Matomo for two.example")
 
         assert _provision(instance, providers, database, "two.example").success  # the causes are gone
     two = _site(engine, "two.example")
