@@ -16,7 +16,7 @@ Each asset names the pool of the provider it is limited by (`pool=`): `spark ui`
 """
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
 import sqlalchemy as sa
 from dagster import (
@@ -111,13 +111,6 @@ def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResourc
         yield client, provider_account
     finally:
         client.close()
-
-
-def _site_row(database: DatabaseResource, site: Site) -> Any:
-    with database.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT cloudflare_zone_id, status_dns FROM sites WHERE id = :s"), {"s": site.id}
-        ).one()
 
 
 @asset(
@@ -223,9 +216,11 @@ def site_search_console(
     cloudflare: CloudflareResource,
     search_console: SearchConsoleResource,
 ) -> MaterializeResult:
-    with database.begin() as conn:
+    with database.connect() as conn:
         site = get_site(conn, context.partition_key)
-    row = _site_row(database, site)
+        row = conn.execute(
+            sa.text("SELECT cloudflare_zone_id, status_dns FROM sites WHERE id = :s"), {"s": site.id}
+        ).one()
     if row.status_dns != "active" or row.cloudflare_zone_id is None:
         # not a failure of this step: it waits for the zone (zone_activation_sensor runs it once the zone is active)
         raise Failure(

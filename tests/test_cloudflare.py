@@ -114,4 +114,4 @@ def test_the_resource_builds_a_client_for_the_sandbox(cloudflare):
     resource = CloudflareResource(api_token=TOKEN, base_url=cloudflare.base_url)
     client = resource.get_client()
     assert client.find_zone("nothing.example") is None
-    assert resource.get_client()._limiter is client._limiter  # one budget for every client of the resource
+    assert resource.get_client()._limiter is client._limiter  # one budget per token, whichever client uses it

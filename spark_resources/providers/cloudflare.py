@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from spark_resources.secrets import Secret
 from spark_resources.providers.http import (
     AuthenticationError,
     Limiter,
     ProviderError,
-    RateLimiter,
-    SharedRateLimiter,
     TransientProviderError,
     budget_key,
+    limiter_for,
     with_retries,
 )
 
@@ -231,22 +230,15 @@ class CloudflareResource(ConfigurableResource):
     attempts: int = 4
     max_wait_seconds: float = 60.0
 
-    _limiter: RateLimiter | None = PrivateAttr(default=None)
 
     def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None) -> CloudflareClient:
         """A client with `api_token` (an account's), else the configured one. With `engine`, the rate limit is counted
-        in the database per token, shared by every process (what Cloudflare counts); without, per resource."""
+        in the database per token, shared by every process (what Cloudflare counts); without, per budget in this process."""
         token = api_token or (Secret(self.api_token) if self.api_token else None)
         if token is None:
             raise ProviderError(PROVIDER, "no API token: add an account (`spark account add-cloudflare`) or set api_token")
-        limiter: Limiter
-        if engine is not None:
-            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, token.reveal()), self.requests_per_window,
-                                        self.window_seconds)
-        else:
-            if self._limiter is None:
-                self._limiter = RateLimiter(self.requests_per_window, self.window_seconds)
-            limiter = self._limiter
+        limiter = limiter_for(budget_key(PROVIDER, token.reveal()), self.requests_per_window, self.window_seconds,
+                              engine)
         return CloudflareClient(
             self.base_url,
             token,

@@ -24,16 +24,15 @@ from urllib.parse import quote
 
 import httpx
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from spark_resources.providers.http import (
     AuthenticationError,
     Limiter,
     ProviderError,
-    RateLimiter,
-    SharedRateLimiter,
     TransientProviderError,
     budget_key,
+    limiter_for,
     with_retries,
 )
 from spark_resources.secrets import Secret
@@ -304,25 +303,17 @@ class SearchConsoleResource(ConfigurableResource):
     attempts: int = 4
     max_wait_seconds: float = 60.0
 
-    _limiter: RateLimiter | None = PrivateAttr(default=None)
 
     def get_client(self, refresh_token: Secret, *, engine: "Engine | None" = None) -> GoogleClient:
         """A client for the account of `refresh_token`. With `engine`, the rate limit is counted in the database per
-        account, shared by every process (Google counts per user); without, per resource."""
+        account, shared by every process (Google counts per user); without, per budget in this process."""
         client_id = self.client_id or os.environ.get("GOOGLE_CLIENT_ID")
         client_secret = self.client_secret or os.environ.get("GOOGLE_CLIENT_SECRET")
         missing = [name for name, value in (("GOOGLE_CLIENT_ID", client_id), ("GOOGLE_CLIENT_SECRET", client_secret))
                    if not value]
         if missing:
             raise ProviderError(PROVIDER, f"{' and '.join(missing)} not set: the OAuth client comes from the environment")
-        limiter: Limiter
-        if engine is not None:
-            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, refresh_token.reveal()), self.queries_per_minute,
-                                        60.0)
-        else:
-            if self._limiter is None:
-                self._limiter = RateLimiter(self.queries_per_minute, 60.0)
-            limiter = self._limiter
+        limiter = limiter_for(budget_key(PROVIDER, refresh_token.reveal()), self.queries_per_minute, 60.0, engine)
         return GoogleClient(
             client_id=client_id, client_secret=Secret(client_secret), refresh_token=refresh_token,
             limiter=limiter, token_url=self.token_url, search_console_url=self.search_console_url,

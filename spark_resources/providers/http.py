@@ -150,6 +150,19 @@ class SharedRateLimiter:
             self._sleep(max(float(wait or 0), 0.01))
 
 
+_local_limiters: dict[tuple[str, int, float], RateLimiter] = {}
+_local_limiters_lock = threading.Lock()
+
+
+def limiter_for(budget: str, calls: int, period: float, engine: "Engine | None" = None) -> Limiter:
+    """The limiter of a provider budget (`budget_key`): counted in the database when `engine` is given, so every
+    process shares it; else one per budget in this process."""
+    if engine is not None:
+        return SharedRateLimiter(engine, budget, calls, period)
+    with _local_limiters_lock:
+        return _local_limiters.setdefault((budget, calls, period), RateLimiter(calls, period))
+
+
 def budget_key(provider: str, credential: str) -> str:
     """A budget name for `credential` that does not reveal it: 'cloudflare:3f2a…' (a truncated SHA-256)."""
     return f"{provider}:{hashlib.sha256(credential.encode()).hexdigest()[:16]}"

@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from spark_resources.providers.http import (
     AuthenticationError,
     Limiter,
     ProviderError,
-    RateLimiter,
-    SharedRateLimiter,
     TransientProviderError,
     budget_key,
+    limiter_for,
     with_retries,
 )
 
@@ -158,11 +157,10 @@ class NamecheapResource(ConfigurableResource):
     attempts: int = 4
     max_wait_seconds: float = 60.0
 
-    _limiter: RateLimiter | None = PrivateAttr(default=None)
 
     def get_client(self, *, engine: "Engine | None" = None) -> NamecheapClient:
         """With `engine`, the rate limit is counted in the database per API key, shared by every process (what
-        Namecheap counts); without, per resource."""
+        Namecheap counts); without, per budget in this process."""
         settings = {
             "api_user": self.api_user or os.environ.get("NAMECHEAP_API_USER"),
             "api_key": self.api_key or os.environ.get("NAMECHEAP_API_KEY"),
@@ -172,13 +170,7 @@ class NamecheapResource(ConfigurableResource):
         if missing:
             raise ProviderError(PROVIDER, f"{', '.join(missing)} not set: Namecheap credentials come from the environment")
         username = self.username or os.environ.get("NAMECHEAP_USERNAME") or settings["api_user"]
-        limiter: Limiter
-        if engine is not None:
-            limiter = SharedRateLimiter(engine, budget_key(PROVIDER, settings["api_key"]), self.requests_per_minute, 60.0)
-        else:
-            if self._limiter is None:
-                self._limiter = RateLimiter(self.requests_per_minute, 60.0)
-            limiter = self._limiter
+        limiter = limiter_for(budget_key(PROVIDER, settings["api_key"]), self.requests_per_minute, 60.0, engine)
         return NamecheapClient(
             self.base_url, username=username, limiter=limiter, connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds, **settings,
