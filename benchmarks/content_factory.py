@@ -88,10 +88,16 @@ def main() -> None:
 def run(articles: int, stages: set[str]) -> dict:
     from dagster import materialize
 
+    from spark_assets.assets.generation import (
+        ArticleStats,
+        load_inputs,
+        write_articles,
+        write_headlines,
+        write_permutations,
+    )
     from spark_assets.content.blueprint import parse_blueprint
     from spark_assets.definitions import content_factory_assets
-    from spark_assets.generation import ArticleStats, load_inputs, write_articles, write_headlines, write_permutations
-    from spark_assets.registry import add_site, import_campaign
+    from spark_assets.records.registry import add_site, import_campaign
     from spark_resources.database import DatabaseResource, get_engine
 
     data, expected = scaled_blueprint(articles)
@@ -145,7 +151,7 @@ def run(articles: int, stages: set[str]) -> dict:
 
 def raw_copy(engine: sa.engine.Engine, campaign_id) -> tuple[float, int]:
     """Export the campaign's article rows, delete them, and time COPY FROM of the same bytes into the same table."""
-    from spark_assets.generation import _ARTICLE_COLUMNS
+    from spark_assets.assets.generation import _ARTICLE_COLUMNS
 
     columns = ", ".join(_ARTICLE_COLUMNS)
     with tempfile.TemporaryFile() as dump:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import sys
 import time
-import resource
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

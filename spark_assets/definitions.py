@@ -10,14 +10,14 @@ import os
 
 from dagster import Definitions
 
-from spark_assets.dimensions import avatars, campaign_blueprint, campaign_geo, locations
-from spark_assets.generation import article_quality, articles, cartesian_permutations, headlines
-from spark_assets.provisioning import site_dns, site_matomo, site_search_console
-from spark_assets.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
+from spark_assets.assets.dimensions import avatars, campaign_blueprint, campaign_geo, locations
+from spark_assets.assets.generation import articles, cartesian_permutations, headlines
+from spark_assets.assets.provisioning import site_dns, site_matomo, site_search_console
+from spark_assets.assets.publishing import article_quality
+from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
 from spark_resources.database import DatabaseResource
 from spark_resources.providers import cloudflare, google, matomo, namecheap
 from spark_resources.storage import ObjectStorageResource
-
 
 #: the content factory: needs only the database
 content_factory_assets = [

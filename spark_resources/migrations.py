@@ -22,6 +22,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from spark_resources.paths import SQL_DIRECTORY
+
 MIGRATIONS_TABLE = "spark_schema_migrations"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x5_9A_4B_F0  # any constant shared by every runner of this project
@@ -48,7 +50,7 @@ class Migration:
 
 def sql_directory() -> Path:
     """`sql/` beside the packages in a source checkout, or the copy inside the wheel."""
-    for candidate in (Path(__file__).resolve().parent.parent / "sql", Path(__file__).resolve().parent / "sql"):
+    for candidate in (SQL_DIRECTORY, Path(__file__).resolve().parent / "sql"):
         if candidate.is_dir():
             return candidate
     raise MigrationError("cannot find the sql/ migrations directory")

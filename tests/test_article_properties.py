@@ -10,10 +10,10 @@ from uuid import UUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spark_assets.content.articles import ArticleAssembler, SiteInfo, SEO_DESCRIPTION_MAX, SEO_TITLE_MAX
+from spark_assets.content.articles import SEO_DESCRIPTION_MAX, SEO_TITLE_MAX, ArticleAssembler, SiteInfo
 from spark_assets.content.blueprint import Blueprint, parse_blueprint
 from spark_assets.content.geo import GeoTarget
-from spark_assets.content.permutations import Persona, PatternRef, iter_permutations
+from spark_assets.content.permutations import PatternRef, Persona, iter_permutations
 from spark_assets.content.tokens import TOKENS, available_tokens
 
 CITY_TOKENS = sorted(available_tokens("city"))

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance, instance_for_test, materialize
 
-from spark_assets import dimensions
+from spark_assets.assets import dimensions
 from spark_assets.content.blueprint import parse_blueprint
 from spark_assets.definitions import content_factory_assets
-from spark_assets.registry import add_site, import_campaign
+from spark_assets.records.registry import add_site, import_campaign
 
 from .conftest import DEMO_BLUEPRINT, database_snapshot
 
@@ -140,7 +140,7 @@ def test_an_unknown_campaign_fails_with_a_clear_message(database):
 
 @pytest.mark.parametrize("status", ["archived"])
 def test_registry_keys_skip_archived_campaigns(engine, status):
-    from spark_assets.registry import active_campaign_keys
+    from spark_assets.records.registry import active_campaign_keys
 
     _import(engine, yaml.safe_load(DEMO_BLUEPRINT.read_text()))
     with engine.begin() as conn:

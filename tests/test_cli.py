@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-from spark_assets.cli import main
+from spark_assets.ops.cli import main
 
 from .conftest import DEMO_BLUEPRINT, database_snapshot
 

@@ -12,11 +12,11 @@ import yaml
 from click.testing import CliRunner
 from dagster import DagsterInstance, instance_for_test, materialize
 
-from spark_assets import generation
-from spark_assets.cli import main
+from spark_assets.assets import generation
 from spark_assets.content.blueprint import parse_blueprint
 from spark_assets.definitions import content_factory_assets
-from spark_assets.registry import add_site, import_campaign
+from spark_assets.ops.cli import main
+from spark_assets.records.registry import add_site, import_campaign
 
 from .conftest import REPO_ROOT, database_snapshot
 
@@ -119,8 +119,9 @@ def test_provenance_traces_each_sentence_to_its_fragment(factory, database, engi
 
 
 def test_two_runs_in_two_databases_give_identical_rows(factory, database, engine, admin_url, migrated_template):
-    from .conftest import _create_database, _drop_database
     from spark_resources.database import DatabaseResource
+
+    from .conftest import _create_database, _drop_database
 
     _run(factory, database, CHAIN)
     first = [{f: a[f] for f in (*GOLDEN_FIELDS, "content_hash")} for a in _articles(engine)]

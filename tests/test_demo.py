@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-import sys
 from pathlib import Path
 
 import psutil
@@ -23,7 +23,7 @@ def _spark(args: list[str], home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME")}
     env["SPARK_HOME"] = str(home)
     return subprocess.run(
-        [sys.executable, "-m", "spark_assets.cli", *args],
+        [sys.executable, "-m", "spark_assets.ops.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -73,6 +73,8 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     try:
         assert instance.get_dynamic_partitions("campaign") == [KEY]
         assert instance.get_dynamic_partitions("site") == ["demo-roofing.example"]
+        # the repository's local dagster.yaml reached the demo's instance: at most two runs at once, not Dagster's default
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         for name in ("campaign_blueprint", "articles", "article_quality"):
             event = instance.get_latest_materialization_event(AssetKey(name))
             assert event is not None and event.dagster_event.partition == KEY

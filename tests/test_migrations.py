@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from spark_assets.cli import main
+from spark_assets.ops.cli import main
 from spark_resources import migrations
 from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, spark_home, stop_embedded_servers
 

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from dagster import AddDynamicPartitionsRequest, SensorResult, SkipReason, build_sensor_context, instance_for_test, materialize
+from dagster import (
+    AddDynamicPartitionsRequest,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
 
-from spark_assets import sandbox as sandbox_module
-from spark_assets.accounts import list_accounts
+from spark_assets.automation.sensors import new_sites_sensor, zone_activation_sensor
 from spark_assets.definitions import all_assets, defs
-from spark_assets.registry import add_site
-from spark_assets.sandbox import Sandbox
-from spark_assets.sensors import new_sites_sensor, zone_activation_sensor
+from spark_assets.ops import sandbox as sandbox_module
+from spark_assets.ops.sandbox import Sandbox
+from spark_assets.records.accounts import list_accounts
+from spark_assets.records.registry import add_site
 from spark_resources.providers.google import SearchConsoleResource, endpoints_on
 from spark_resources.providers.namecheap import NamecheapResource
 
@@ -92,7 +99,7 @@ def test_a_failure_marks_its_site_and_step_only_and_reruns_converge(providers, d
                                                                     monkeypatch):
     from click.testing import CliRunner
 
-    from spark_assets.cli import main
+    from spark_assets.ops.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     with instance_for_test() as instance:
@@ -259,7 +266,7 @@ def test_new_sites_are_provisioned_by_the_sensors_end_to_end(providers, database
 
 
 def test_pending_zones_are_asked_about_in_turn(providers, database, engine, monkeypatch):
-    from spark_assets import sensors
+    from spark_assets.automation import sensors
 
     providers.cloudflare.activation_delay_seconds = 3600
     resources = _resources(providers, database)
@@ -306,7 +313,7 @@ def test_no_secret_reaches_the_event_log_metadata_or_errors(providers, database,
 def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, engine, monkeypatch):
     from click.testing import CliRunner
 
-    from spark_assets.cli import main
+    from spark_assets.ops.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SPARK_FERNET_KEY", FERNET_KEY)

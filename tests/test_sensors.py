@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from dagster import AddDynamicPartitionsRequest, SensorResult, SkipReason, build_sensor_context, instance_for_test
 
+from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor
 from spark_assets.content.blueprint import load_blueprint
-from spark_assets.registry import add_site, import_campaign
-from spark_assets.sensors import new_campaigns_sensor, new_sites_sensor
+from spark_assets.records.registry import add_site, import_campaign
 
 from .conftest import DEMO_BLUEPRINT
 

@@ -24,7 +24,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _spark(home: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "spark_assets.cli", *args], cwd=REPO_ROOT, env=_env(home),
+    done = subprocess.run([sys.executable, "-m", "spark_assets.ops.cli", *args], cwd=REPO_ROOT, env=_env(home),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -51,7 +51,7 @@ def test_a_site_added_under_the_sandbox_ui_is_provisioned_by_the_sensor():
     home, log = root / "spark", root / "ui.log"
     with log.open("w") as out:
         ui = subprocess.Popen(
-            [sys.executable, "-m", "spark_assets.cli", "ui", "--sandbox", "-p", str(_free_port())],
+            [sys.executable, "-m", "spark_assets.ops.cli", "ui", "--sandbox", "-p", str(_free_port())],
             cwd=REPO_ROOT, env=_env(home), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

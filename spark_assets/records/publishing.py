@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.content.blueprint import Blueprint
-from spark_assets.registry import Campaign, RegistryError, get_campaign
+from spark_assets.records.registry import Campaign, RegistryError, get_campaign
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (a second to import): the CLI should not pay for it
     from spark_assets.content.dedupe import NearDuplicateReport

@@ -1,4 +1,4 @@
-"""Content assets: permutations, headlines, articles and their quality, per campaign.
+"""Content assets: permutations, headlines and articles, per campaign (their publishing gate is in `publishing`).
 
 Each asset reads its campaign's dimension rows, streams the content core's output into PostgreSQL with COPY, and commits
 once per campaign: a failure anywhere leaves the previous version whole. Ids are derived from the combination (see
@@ -27,18 +27,17 @@ from dagster import (
 )
 from sqlalchemy.engine import Connection
 
-from spark_assets.bulk import copy_rows, create_staging_table
 from spark_assets.content.articles import Article, ArticleAssembler, SiteInfo
 from spark_assets.content.blueprint import Blueprint
-from spark_assets.content.dedupe import find_near_duplicates
 from spark_assets.content.geo import GeoTarget
-from spark_assets.content.permutations import Persona, PatternRef, Permutation, iter_permutations, permutation_count
+from spark_assets.content.permutations import PatternRef, Permutation, Persona, iter_permutations, permutation_count
 from spark_assets.partitions import campaign_partitions
-from spark_assets.publishing import QualityReport, auto_publish, record_quality
-from spark_assets.registry import Campaign, Site, get_site, load_campaign_blueprint
+from spark_assets.records.registry import Campaign, Site, get_site, load_campaign_blueprint
+from spark_resources.bulk import copy_rows, create_staging_table
 from spark_resources.database import DatabaseResource
 
-_CONTENT = dict(
+#: what every campaign content asset shares: partition, group, kind, owner and one-run backfills
+CAMPAIGN_CONTENT = dict(
     partitions_def=campaign_partitions,
     group_name="content",
     kinds={"postgres"},
@@ -137,7 +136,7 @@ def load_inputs(conn: Connection, key: str) -> CampaignInputs:
 
 
 @asset(
-    **_CONTENT,
+    **CAMPAIGN_CONTENT,
     deps=["campaign_geo", "avatars", "campaign_blueprint"],
     description="Geo target x avatar x variant x pattern, streamed into cartesian_permutations with stable ids.",
 )
@@ -199,7 +198,7 @@ def write_permutations(conn: Connection, inputs: CampaignInputs) -> int:
 
 
 @asset(
-    **_CONTENT,
+    **CAMPAIGN_CONTENT,
     deps=["cartesian_permutations"],
     description="One headline per permutation (headline_inventory) from the campaign's spintax root, unique where the "
     "spintax allows.",
@@ -291,7 +290,7 @@ class ArticleStats:
 
 
 @asset(
-    **_CONTENT,
+    **CAMPAIGN_CONTENT,
     deps=["headlines"],
     description="Articles (generated_articles) assembled from fragments, with SEO fields, JSON-LD, links and provenance.",
     check_specs=[
@@ -439,63 +438,3 @@ def _preview(sample: list[Article]) -> str:
             f"> {text}"
         )
     return "\n\n".join(parts)
-
-
-# --- quality --------------------------------------------------------------------------------------------------------
-
-
-@asset(
-    **_CONTENT,
-    deps=["articles"],
-    description="The publishing gate: near-duplicates (MinHash/LSH), markup left over and SEO limits over the stored "
-    "articles; flags each article, records the campaign's report and auto-publishes where the campaign allows.",
-    check_specs=[
-        AssetCheckSpec("near_duplicate_rate_within_threshold", asset="article_quality",
-                       description="share of near-duplicate articles at or below the campaign's maximum"),
-        AssetCheckSpec("stored_articles_are_clean", asset="article_quality",
-                       description="no stored title, body or meta holds markup, and SEO fields fit their limits"),
-    ],
-)
-def article_quality(context: AssetExecutionContext, database: DatabaseResource) -> Iterator[Any]:
-    started = time.perf_counter()
-    report: QualityReport | None = None
-    published = 0
-    for key in context.partition_keys:
-        with database.connect() as reader:
-            campaign, blueprint = load_campaign_blueprint(reader, key)
-            bodies = reader.execution_options(stream_results=True, yield_per=1000).execute(
-                sa.text("SELECT id::text, content FROM generated_articles WHERE campaign_id = :c ORDER BY id"),
-                {"c": campaign.id},
-            )
-            near = find_near_duplicates(((r[0], r[1]) for r in bodies), threshold=blueprint.publishing.similarity_threshold)
-        with database.begin() as conn:
-            report = record_quality(conn, campaign, blueprint, near)
-            if blueprint.publishing.auto_publish and report.publishable:
-                published += auto_publish(conn, campaign)
-        context.log.info(f"{key}: {report.summary()}")
-    assert report is not None
-    yield MaterializeResult(
-        metadata={
-            "articles": report.articles,
-            "near_duplicate_rate": report.near_duplicate_rate,
-            "max_near_duplicate_rate": report.max_near_duplicate_rate,
-            "articles_with_issues": report.articles_with_issues,
-            "publishable": report.publishable,
-            "auto_published": published,
-            "worst_pairs": MetadataValue.md(report.worst_pairs_markdown()),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-    )
-    yield AssetCheckResult(
-        check_name="near_duplicate_rate_within_threshold",
-        passed=report.near_duplicate_rate <= report.max_near_duplicate_rate,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"rate": report.near_duplicate_rate, "maximum": report.max_near_duplicate_rate,
-                  "worst_pairs": MetadataValue.md(report.worst_pairs_markdown())},
-    )
-    yield AssetCheckResult(
-        check_name="stored_articles_are_clean",
-        passed=report.unclean_articles == 0,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"unclean_articles": report.unclean_articles},
-    )

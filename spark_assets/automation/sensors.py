@@ -12,6 +12,7 @@ and the sensors simply stop adding anything for them. Remove a partition by hand
 import hashlib
 from typing import Callable, Iterable
 
+import sqlalchemy as sa
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
@@ -23,12 +24,11 @@ from dagster import (
     SkipReason,
     sensor,
 )
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.partitions import campaign_partitions, site_partitions
-from spark_assets.registry import active_campaign_keys, active_site_keys
-from spark_assets.accounts import cloudflare_credentials
+from spark_assets.records.accounts import cloudflare_credentials
+from spark_assets.records.registry import active_campaign_keys, active_site_keys
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareResource
 from spark_resources.providers.http import ProviderError

@@ -20,19 +20,20 @@ from dagster import (
     materialize,
 )
 
-from spark_assets.accounts import assign_accounts
+from spark_assets.automation.sensors import unseen
 from spark_assets.content.blueprint import load_blueprint
 from spark_assets.definitions import all_assets, defs
+from spark_assets.ops.local_instance import dagster_home, prepare_dagster_home
+from spark_assets.ops.sandbox import CLOUDFLARE_ACCOUNT, GOOGLE_ACCOUNT, Sandbox
 from spark_assets.partitions import campaign_partitions, site_partitions
-from spark_assets.registry import add_site, import_campaign
-from spark_assets.sensors import unseen
+from spark_assets.records.accounts import assign_accounts
+from spark_assets.records.registry import add_site, import_campaign
 from spark_resources import migrations
 from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
-from spark_assets.sandbox import CLOUDFLARE_ACCOUNT, GOOGLE_ACCOUNT, Sandbox
+from spark_resources.paths import DEMO_BLUEPRINT
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
-DEMO_BLUEPRINT = Path(__file__).resolve().parent.parent / "examples" / "demo-roofing.yaml"
 
 #: the demo prints its own progress; the run's full log is in the instance (and the UI)
 _QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -60,8 +61,6 @@ _SUMMARY_QUERIES = {
 
 def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = print) -> dict[str, int]:
     """Run the demo end to end; returns the summary counts it printed."""
-    from spark_assets.cli import dagster_home, prepare_dagster_home
-
     blueprint_path = blueprint_path or DEMO_BLUEPRINT
     prepare_dagster_home(dagster_home())
 

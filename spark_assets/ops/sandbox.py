@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from spark_assets.accounts import add_cloudflare_account, add_gsc_account
+from spark_assets.records.accounts import add_cloudflare_account, add_gsc_account
 from spark_resources.providers import google
 from spark_resources.providers.cloudflare import CloudflareResource
 from spark_resources.providers.google import SearchConsoleResource

@@ -13,7 +13,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from spark_assets.registry import RegistryError, Site
+from spark_assets.records.registry import RegistryError, Site
 from spark_resources.secrets import Secret, decrypt, encrypt
 
 

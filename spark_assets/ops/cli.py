@@ -7,7 +7,6 @@ blueprint is validated completely before the one transaction that stores it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,14 +14,14 @@ from pathlib import Path
 
 import click
 
-from spark_assets.accounts import add_cloudflare_account, add_gsc_account, assign_accounts, list_accounts
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
 from spark_assets.content.names import InvalidName
-from spark_assets.publishing import approve, article_overview, publish
-from spark_assets.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
+from spark_assets.records.accounts import add_cloudflare_account, add_gsc_account, assign_accounts, list_accounts
+from spark_assets.records.publishing import approve, article_overview, publish
+from spark_assets.records.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
 from spark_resources import migrations
+from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine
 from spark_resources.secrets import SecretKeyError
-from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine, spark_home
 
 #: errors that are the operator's to fix: shown as one message, never as a traceback
 OPERATOR_ERRORS = (
@@ -249,7 +248,7 @@ def articles_list(key: str, limit: int) -> None:
 )
 def demo(blueprint: Path | None) -> None:
     """Run the whole factory for the demo site on this machine: no accounts, no Docker."""
-    from spark_assets.demo import DemoFailed, run_demo
+    from spark_assets.ops.demo import DemoFailed, run_demo
 
     try:
         run_demo(blueprint, echo=click.echo)
@@ -268,7 +267,7 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
     runs, so new sites are provisioned offline (their state is kept in memory and lost when the UI stops)."""
     from dagster import DagsterInstance
 
-    from spark_assets.provisioning import apply_pool_limits
+    from spark_assets.ops.local_instance import apply_pool_limits, dagster_home, prepare_dagster_home
 
     if sandbox and os.environ.get("DATABASE_URL"):
         raise click.ClickException("--sandbox is for the embedded database: it gives sites sandbox accounts. "
@@ -284,7 +283,7 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
     env = dict(os.environ)
     providers = None
     if sandbox:
-        from spark_assets.sandbox import Sandbox
+        from spark_assets.ops.sandbox import Sandbox
 
         providers = Sandbox().start()
         providers.register_accounts(engine)
@@ -308,26 +307,6 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
     finally:
         if providers is not None:
             providers.stop()
-
-
-def dagster_home() -> Path:
-    """The Dagster instance directory: $DAGSTER_HOME, default $SPARK_HOME/dagster."""
-    return Path(os.environ.get("DAGSTER_HOME") or spark_home() / "dagster")
-
-
-#: the local instance config (the repository's dagster.yaml), copied into a new DAGSTER_HOME
-LOCAL_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
-
-
-def prepare_dagster_home(home: Path) -> Path:
-    """Point DAGSTER_HOME at `home` (unless the operator set it) and give a new instance its dagster.yaml."""
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and LOCAL_INSTANCE_YAML.exists():  # absent in a wheel install: Dagster's defaults then
-        shutil.copyfile(LOCAL_INSTANCE_YAML, config)
-    return home
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ finishes the job without duplicating anything. A failing step records `failed` i
 secret-free `error_message` on the site, and fails the run for that site only (one run per site).
 
 A new zone is `pending` until the registrar's name servers point at it and Cloudflare notices, which can take hours:
-`site_dns` does not wait. `zone_activation_sensor` (spark_assets/sensors.py) asks Cloudflare about pending zones and,
-once a zone is active, runs `site_dns` again (which records `active`) and the steps that need an active zone.
+`site_dns` does not wait. `zone_activation_sensor` (spark_assets/automation/sensors.py) asks Cloudflare about pending
+zones and, once a zone is active, runs `site_dns` again (which records `active`) and the steps that need an active zone.
 
 Each asset names the pool of the provider it is limited by (`pool=`): `spark ui` gives those pools their limits
-(PROVIDER_POOLS, through `apply_pool_limits`), so parallel runs cannot together exceed what a provider allows.
+(PROVIDER_POOLS, through `spark_assets.ops.local_instance.apply_pool_limits`), so parallel runs cannot together exceed what a provider allows.
 """
 
 from contextlib import contextmanager
@@ -21,7 +21,6 @@ from typing import Iterator
 import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
-    DagsterInstance,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -29,9 +28,9 @@ from dagster import (
     asset,
 )
 
-from spark_assets.accounts import assign_accounts, cloudflare_credentials, gsc_refresh_token
 from spark_assets.partitions import site_partitions
-from spark_assets.registry import RegistryError, Site, get_site
+from spark_assets.records.accounts import assign_accounts, cloudflare_credentials, gsc_refresh_token
+from spark_assets.records.registry import RegistryError, Site, get_site
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareClient, CloudflareResource
 from spark_resources.providers.google import SearchConsoleResource, domain_property
@@ -43,16 +42,6 @@ from spark_resources.secrets import SecretKeyError
 #: the Dagster pools the provisioning steps run in, and their limits (steps at once, across all runs). Namecheap allows
 #: 20 calls a minute per key, so its step runs alone; the others leave room for the client-side rate limiters.
 PROVIDER_POOLS = {"namecheap": 1, "google": 2, "matomo": 2}
-
-def apply_pool_limits(instance: DagsterInstance) -> dict[str, int]:
-    """Give each provider pool its limit in `instance`, unless the operator already set one (in the UI, or with
-    `dagster instance concurrency set <pool> <n>`); the limits it set."""
-    storage = instance.event_log_storage
-    known = storage.get_concurrency_keys()
-    applied = {pool: limit for pool, limit in PROVIDER_POOLS.items() if pool not in known}
-    for pool, limit in applied.items():
-        storage.set_concurrency_slots(pool, limit)
-    return applied
 
 
 #: how each step names itself in `sites.error_message` ("DNS for example.com: ..."); a success clears its own only

@@ -19,7 +19,7 @@ from spark_assets.content import spintax
 from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
 from spark_assets.content.geo import GeoTarget, target_key, us_locations, with_unique_keys
 from spark_assets.partitions import campaign_partitions
-from spark_assets.registry import Campaign, get_site, load_campaign_blueprint
+from spark_assets.records.registry import Campaign, get_site, load_campaign_blueprint
 from spark_resources.database import DatabaseResource
 
 
