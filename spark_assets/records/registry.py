@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Callable, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -199,3 +199,32 @@ def active_campaign_keys(conn: Connection) -> list[str]:
         )
     )
     return list(rows.scalars())
+
+
+#: the class of the advisory locks that serialise one campaign's stages (pg_advisory_xact_lock(class, hashtext(key)));
+#: any constant of this project's, distinct from the migration runner's single-key lock
+_CAMPAIGN_LOCK_CLASS = 0x5F_AC_00_01
+#: the same for the site-wide personas the `avatars` asset writes
+_AVATARS_LOCK_CLASS = 0x5F_AC_00_02
+
+
+def lock_campaign(conn: Connection, key: str, on_wait: Callable[[str], None] | None = None) -> None:
+    """Hold campaign `key`'s lock until the transaction ends, so two runs of its stages never interleave: a second run
+    waits for the first to commit, then merges onto what it wrote (two first runs would otherwise both insert the same
+    derived ids). `on_wait` is told when another run holds the lock."""
+    _advisory_lock(conn, _CAMPAIGN_LOCK_CLASS, key, on_wait, f"waiting for another run of {key} to finish")
+
+
+def lock_personas(conn: Connection, on_wait: Callable[[str], None] | None = None) -> None:
+    """Hold the lock on every site's personas (avatar_intelligence, avatar_variants) until the transaction ends."""
+    _advisory_lock(conn, _AVATARS_LOCK_CLASS, "avatars", on_wait, "waiting for another run of avatars to finish")
+
+
+def _advisory_lock(conn: Connection, lock_class: int, key: str, on_wait: Callable[[str], None] | None,
+                   message: str) -> None:
+    params = {"cls": lock_class, "key": key}
+    if conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:key))"), params).scalar_one():
+        return
+    if on_wait is not None:
+        on_wait(message)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:key))"), params)
