@@ -43,10 +43,13 @@ def test_zones_are_created_once_and_found_by_name(cloudflare):
 def test_dns_records_converge_and_list_across_pages(cloudflare):
     client = _client(cloudflare)
     zone, _ = client.ensure_zone("demo-roofing.example", "acct")
-    record, outcome = client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example", content="a.example")
+    record, outcome, _ = client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example",
+                                                  content="a.example")
     assert outcome == "created"
-    assert client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example", content="a.example")[1] == "unchanged"
-    updated, outcome = client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example", content="b.example")
+    assert client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example",
+                                    content="a.example").outcome == "unchanged"
+    updated, outcome, _ = client.ensure_dns_record(zone.id, type="CNAME", name="www.demo-roofing.example",
+                                                   content="b.example")
     assert outcome == "updated" and updated.id == record.id and updated.content == "b.example"
     for i in range(230):
         client.create_dns_record(zone.id, type="TXT", name=f"t{i}.demo-roofing.example", content=f"v{i}")

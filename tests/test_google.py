@@ -16,6 +16,7 @@ from spark_resources.providers.google import (
 )
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.secrets import Secret
+from spark_resources.simulators.base import SimulatedClock
 from spark_resources.simulators.google import GoogleSimulator, traffic
 
 REFRESH = "1//refresh-secret-value"
@@ -35,7 +36,7 @@ def _client(simulator, refresh: str = REFRESH, **kwargs) -> GoogleClient:
         client_id=simulator.client_id, client_secret=Secret(CLIENT_SECRET), refresh_token=Secret(refresh),
         limiter=RateLimiter(1200, 60), token_url=simulator.token_url, search_console_url=simulator.search_console_url,
         site_verification_url=simulator.site_verification_url, read_timeout=kwargs.pop("read_timeout", 0.5),
-        max_wait=0.05, **kwargs,
+        max_wait=0.05, sleep=kwargs.pop("sleep", SimulatedClock().sleep), **kwargs,  # throttling waits up to a minute
     )
 
 

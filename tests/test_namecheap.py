@@ -9,6 +9,7 @@ from spark_resources.providers.cloudflare import CloudflareClient
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.providers.namecheap import NamecheapClient, NamecheapResource, split_domain
 from spark_resources.simulators.cloudflare import CloudflareSimulator
+from spark_resources.simulators.base import SimulatedClock
 from spark_resources.simulators.namecheap import NamecheapSimulator
 
 
@@ -20,8 +21,9 @@ def namecheap():
 
 
 def _client(simulator, **overrides) -> NamecheapClient:
+    # throttling backs off for up to a minute: on a simulated clock here, unless a test brings its own
     settings = dict(api_user="spark", api_key="nc-secret-key", username="spark", client_ip="127.0.0.1",
-                    limiter=RateLimiter(1000, 60), max_wait=0.05, read_timeout=1.0)
+                    limiter=RateLimiter(1000, 60), max_wait=0.05, read_timeout=1.0, sleep=SimulatedClock().sleep)
     settings.update(overrides)
     return NamecheapClient(simulator.base_url, **settings)
 
