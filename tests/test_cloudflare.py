@@ -128,7 +128,7 @@ def test_the_resource_builds_a_client_for_the_sandbox(cloudflare):
     assert resource.get_client()._limiter is client._limiter  # one budget per token, whichever client uses it
 
 
-# --- throttling on a simulated clock: a 5-minute lockout passes in no time ---------------------------------------------
+# --- throttling on a simulated clock: a 5-minute lockout passes in no time --------------------------------------------
 
 
 def _locked_out(clock: SimulatedClock, **simulator) -> CloudflareSimulator:
@@ -167,7 +167,7 @@ def test_the_resource_waits_ten_minutes_at_most_by_default():
     assert CloudflareResource(api_token=TOKEN, max_retry_after_seconds=30).get_client()._max_retry_after == 30
 
 
-# --- the API's record rules, and reconciling the records Cloudflare imported with the zone -----------------------------
+# --- the API's record rules, and reconciling the records Cloudflare imported with the zone ----------------------------
 
 
 def test_records_imported_with_the_zone_are_replaced_by_our_cnames_and_reported(cloudflare):

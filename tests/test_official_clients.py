@@ -38,7 +38,7 @@ def _loopback(url: str) -> None:
         raise AssertionError(f"a test tried to reach {host}: only loopback is allowed")
 
 
-# --- Cloudflare ---------------------------------------------------------------------------------------------------------
+# --- Cloudflare -------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_the_cloudflare_sdk_manages_dns_records_by_the_apis_rules(cloudflare):
         sdk.dns.records.get(dns_record_id=www.id, zone_id=zone.id)
 
 
-# --- Google -------------------------------------------------------------------------------------------------------------
+# --- Google -----------------------------------------------------------------------------------------------------------
 
 
 class _LoopbackHttp(httplib2.Http):

@@ -91,7 +91,8 @@ def test_credentials_are_redacted_from_provider_messages():
         assert secret not in str(echoed) and secret not in echoed.provider_message
     assert str(echoed).count(REDACTED) == 4 and "(code 6111) [HTTP 400]" in str(echoed)
     # Google's token shapes, and words that only look like keys, are told apart
-    assert redact("access ya29.a0AfH6SM-x_y and refresh 1//0gLxyz-abcdefghijk") == f"access {REDACTED} and refresh {REDACTED}"
+    assert redact("access ya29.a0AfH6SM-x_y and refresh 1//0gLxyz-abcdefghijk") == (
+        f"access {REDACTED} and refresh {REDACTED}")
     assert redact("API Key is invalid or API access has not been enabled") == (
         "API Key is invalid or API access has not been enabled")
     assert redact("The necessary verification token could not be found on your site.").endswith("on your site.")

@@ -336,7 +336,8 @@ class SearchConsoleResource(ConfigurableResource):
         DEFAULT_MAX_RETRY_AFTER, description="a `retry-after` up to this long is waited out; a longer one fails at once"
     )
     throttle_window_seconds: float = Field(
-        QUOTA_WINDOW_SECONDS, description="after `rateLimitExceeded` without a retry-after, back off for up to this long"
+        QUOTA_WINDOW_SECONDS,
+        description="after `rateLimitExceeded` without a retry-after, back off for up to this long",
     )
 
     def get_client(self, refresh_token: Secret, *, engine: "Engine | None" = None) -> GoogleClient:

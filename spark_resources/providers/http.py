@@ -157,7 +157,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 # --- retries ----------------------------------------------------------------------------------------------------------
 
 
-def _wait(max_wait: float, throttle_window: float | None, clock: Callable[[], float]) -> Callable[[RetryCallState], float]:
+def _wait(
+    max_wait: float, throttle_window: float | None, clock: Callable[[], float]
+) -> Callable[[RetryCallState], float]:
     backoff = wait_exponential(multiplier=0.2, max=max_wait) + wait_random(0, 0.2)
 
     def wait(state: RetryCallState) -> float:

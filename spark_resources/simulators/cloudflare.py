@@ -156,7 +156,8 @@ class CloudflareSimulator(Simulator):
         parts = [p for p in path.removeprefix("/client/v4").split("/") if p]
         if parts == ["zones"] and method == "GET":
             zones = [z for z in self.zones.values()
-                     if z["name"] == query.get("name", z["name"]).lower().rstrip(".") and z["status"] == query.get("status", z["status"])
+                     if z["name"] == query.get("name", z["name"]).lower().rstrip(".")
+                     and z["status"] == query.get("status", z["status"])
                      and z["account"]["id"] == query.get("account.id", z["account"]["id"])]
             return _page(sorted(zones, key=lambda z: z["name"]), query, default=20, maximum=50)
         if parts == ["zones"] and method == "POST":

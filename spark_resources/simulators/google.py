@@ -11,9 +11,9 @@ The state machine is Google's: a domain verifies only once a TXT record holding 
 verified owner can add the `sc-domain:` property; only a property's owner can query it. Search Analytics answers
 deterministic traffic per site and day (BLAKE2b of site and day, so every run and machine sees the same numbers), with some
 days missing, data delayed by three days unless `dataState=all`, rows sorted by clicks, and no `rows` key when empty.
-Enum values are read in any case, as the API reads them (`dataState=ALL`, `dimensions=["DATE"]`, `type=WEB`: the spellings
-of the discovery document the official client is built from); `searchAppearance` is a dimension too, and search types
-other than `web` have no data (a local business's site has next to no image, video or news traffic).
+Enum values are read in any case, as the API reads them (`dataState=ALL`, `dimensions=["DATE"]`, `type=WEB`: the
+spellings of the discovery document the official client is built from); `searchAppearance` is a dimension too, and
+search types other than `web` have no data (a local business's site has next to no image, video or news traffic).
 Faults for the next calls: 429 (rateLimitExceeded), 500, timeout, malformed, auth (a 401 on an API call, `invalid_grant`
 on a token refresh) and quota (403 quotaExceeded).
 """
@@ -207,7 +207,8 @@ class GoogleSimulator(Simulator):
                           "INVALID_ARGUMENT")
         if not 1 <= row_limit <= 25000 or start > end:
             return _error(400, "Invalid request: check rowLimit and the dates.", "badRequest", "INVALID_ARGUMENT")
-        last = self.today() - timedelta(days=DATA_DELAY_DAYS if data_state in ("final", "data_state_unspecified") else 0)
+        final_only = data_state in ("final", "data_state_unspecified")
+        last = self.today() - timedelta(days=DATA_DELAY_DAYS if final_only else 0)
         days = [d for d in _days(start, min(end, last)) if traffic(site_url, d) is not None]
         if search_type != "web":
             days = []

@@ -1,7 +1,7 @@
 """A local Namecheap XML API (sandbox mode): PROVIDERS.md section 2, errors with HTTP 200, namespaced XML, throttling as
-HTTP 405 past 20 calls a minute, 700 an hour or 8,000 a day, and the domains of one account. Answers carry `<Warnings />`
-and the command in lower case in `<RequestedCommand>`, as the real API's recorded answers do. Time is `clock` (epoch
-seconds): tests pass a simulated one, so a minute's window passes in no time.
+HTTP 405 past 20 calls a minute, 700 an hour or 8,000 a day, and the domains of one account. Answers carry
+`<Warnings />` and the command in lower case in `<RequestedCommand>`, as the real API's recorded answers do. Time is
+`clock` (epoch seconds): tests pass a simulated one, so a minute's window passes in no time.
 
 `on_nameservers` is called with (domain, name servers) after a successful setCustom: the Cloudflare simulator's
 `activate_zone` hooks in there, so a zone turns active once the registrar points at it, as in production.
