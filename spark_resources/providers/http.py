@@ -298,10 +298,11 @@ class SharedRateLimiter:
         params = {"budget": self.budget, "longest": longest, "ns": _LOCK_NAMESPACE}
         while True:
             with self.engine.begin() as conn:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:budget))"), params)
-                if self._clock is None:
-                    now = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-                else:
+                # the lock, then the time (the target list is evaluated in order): one round trip for both
+                _, now = conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:ns, hashtext(:budget)), clock_timestamp()"), params
+                ).one()
+                if self._clock is not None:
                     now = datetime.fromtimestamp(self._clock(), timezone.utc)
                 conn.execute(
                     text("""DELETE FROM provider_calls WHERE budget = :budget
