@@ -432,3 +432,16 @@ def test_a_token_echoed_by_the_provider_is_redacted_on_the_site_and_in_every_eve
     assert any("Bearer [redacted]" in record for record in records)  # the failure was logged, redacted
     leaked = [r for r in records + [caplog.text] if sandbox_module.CLOUDFLARE_TOKEN in r]
     assert leaked == []
+
+
+def test_the_activation_sensor_does_not_wait_out_a_lockout_in_its_tick(providers, database, engine):
+    providers.cloudflare.activation_delay_seconds = 3600
+    resources = _resources(providers, database)
+    with instance_for_test() as instance:
+        _provision(instance, providers, database, "one.example", steps=["site_dns"])
+        providers.cloudflare.requests_per_window = 0  # locked out: every call answers retry-after: 300
+        before = len(providers.cloudflare.calls)
+        result = zone_activation_sensor(build_sensor_context(instance=instance, resources=resources))
+    assert result.run_requests == []
+    assert len(providers.cloudflare.calls) - before == 1  # asked once, not retried or waited for inside the tick
+    assert _site(engine, "one.example").status_dns == "pending"  # asked again next tick

@@ -288,9 +288,11 @@ class CloudflareResource(ConfigurableResource):
         "one fails the call at once, saying when to retry",
     )
 
-    def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None) -> CloudflareClient:
+    def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None,
+                   max_retry_after: float | None = None) -> CloudflareClient:
         """A client with `api_token` (an account's), else the configured one. With `engine`, the rate limit is counted
-        in the database per token, shared by every process (what Cloudflare counts); without, per budget in this process."""
+        in the database per token, shared by every process (what Cloudflare counts); without, per budget in this process.
+        `max_retry_after` overrides `max_retry_after_seconds` for a caller that must not wait (a sensor's tick)."""
         token = api_token or (Secret(self.api_token) if self.api_token else None)
         if token is None:
             raise ProviderError(PROVIDER, "no API token: add an account (`spark account add-cloudflare`) or set api_token")
@@ -304,5 +306,5 @@ class CloudflareResource(ConfigurableResource):
             read_timeout=self.read_timeout,
             attempts=self.attempts,
             max_wait=self.max_wait_seconds,
-            max_retry_after=self.max_retry_after_seconds,
+            max_retry_after=self.max_retry_after_seconds if max_retry_after is None else max_retry_after,
         )

@@ -46,7 +46,7 @@ Window = tuple[int, float]
 
 REDACTED = "[redacted]"
 #: shorter values are not masked on sight: they would blank out ordinary words (sandbox credentials are longer)
-_MIN_CREDENTIAL_LENGTH = 6
+_MIN_CREDENTIAL_LENGTH = 8
 _known_credentials: set[str] = set()
 _credentials_lock = threading.Lock()
 _CREDENTIAL_SHAPES = (

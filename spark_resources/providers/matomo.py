@@ -130,23 +130,21 @@ class MatomoClient:
         def attempt() -> Any:
             token = self._token.reveal()
             data = {"module": "API", "method": method, "format": "JSON", **params, "token_auth": token}
-            return _parse(self._http.post(self._url, data=data), token)
+            return _parse(self._http.post(self._url, data=data))
 
         return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait,
                             max_retry_after=self._max_retry_after)
 
 
-def _parse(response: httpx.Response, token: str) -> Any:
+def _parse(response: httpx.Response) -> Any:
     """The decoded body of a successful call, or the typed error for this response. Messages come from the response
-    body only, and the token is masked should a proxy or a plugin echo it."""
+    body only; ProviderError redacts the token should a proxy or a plugin echo it."""
     try:
         body: Any = response.json()
     except ValueError:
         body = None
     message = body.get("message") if isinstance(body, dict) else None
     message = str(message or response.reason_phrase or "no message")
-    if token:
-        message = message.replace(token, "***")
     status = response.status_code
     if status == 429:
         raise TransientProviderError(PROVIDER, message, status=429, retry_after=response.headers.get("retry-after"),
