@@ -227,8 +227,8 @@ def _windows(calls: int | None, period: float | None, windows: Sequence[Window])
     """The budgets, each window kept 2% (at least 50 ms) longer than the provider's: the provider counts arrivals,
     which lag and jitter behind our sends, and a burst timed exactly to its window would tip over it."""
     given = list(windows) + ([(calls, period)] if calls is not None and period is not None else [])
-    if not given:
-        raise ValueError("a rate limiter needs at least one (calls, seconds) window")
+    if not given or any(int(n) < 1 or float(seconds) <= 0 for n, seconds in given):
+        raise ValueError(f"a rate limiter needs (calls >= 1, seconds > 0) windows, not {given}")
     return [(int(n), float(seconds) * 1.02 + 0.05) for n, seconds in given]
 
 
