@@ -2,7 +2,12 @@
 
 The same client talks to api.cloudflare.com and to the local simulator (`spark_resources.simulators.cloudflare`): only the
 base URL and the token differ. Every call goes through the rate limiter (Cloudflare allows 1,200 requests per 5 minutes
-per token, for all clients together) and the retry policy in `providers.http`.
+per token, for all clients together) and the retry policy in `providers.http`: past the budget Cloudflare answers 429
+for 5 minutes with a `retry-after` (seconds or an HTTP date), which is waited out in full up to `max_retry_after`.
+
+Records: a zone added to Cloudflare comes with the domain's existing records imported, so our apex and `www` CNAMEs
+often meet an A or AAAA record at the same name (81053, or 81054 for anything beside a CNAME below the apex);
+`ensure_dns_record` deletes those conflicting records and says which it replaced.
 """
 
 from __future__ import annotations
