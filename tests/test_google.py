@@ -12,10 +12,12 @@ from spark_resources.providers.google import (
     GoogleClient,
     QuotaExceededError,
     SearchConsoleResource,
+    VerificationPendingError,
     domain_property,
 )
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.secrets import Secret
+from spark_resources.simulators.base import SimulatedClock
 from spark_resources.simulators.google import GoogleSimulator, traffic
 
 REFRESH = "1//refresh-secret-value"
@@ -35,7 +37,7 @@ def _client(simulator, refresh: str = REFRESH, **kwargs) -> GoogleClient:
         client_id=simulator.client_id, client_secret=Secret(CLIENT_SECRET), refresh_token=Secret(refresh),
         limiter=RateLimiter(1200, 60), token_url=simulator.token_url, search_console_url=simulator.search_console_url,
         site_verification_url=simulator.site_verification_url, read_timeout=kwargs.pop("read_timeout", 0.5),
-        max_wait=0.05, **kwargs,
+        max_wait=0.05, sleep=kwargs.pop("sleep", SimulatedClock().sleep), **kwargs,  # throttling waits up to a minute
     )
 
 
@@ -188,3 +190,54 @@ def test_a_token_expiring_mid_run_is_renewed(google):
     time.sleep(0.6)  # past the client's margin: the next call refreshes first
     client.list_sites()
     assert sum(1 for c in google.calls if c[1] == "/token") == 2
+
+
+def test_rate_limiting_without_retry_after_backs_off_up_to_the_quota_minute(google):
+    clock = SimulatedClock()
+    client = _client(google, sleep=clock.sleep, clock=clock.time)
+    client.list_sites()
+    google.inject("429", times=3)  # rateLimitExceeded, no retry-after
+    assert client.list_sites() == []
+    assert clock.slept == [15, 30, 60]  # a quarter, a half, then the whole per-minute quota window
+
+
+def test_only_a_missing_verification_token_is_worth_verifying_again(google):
+    client = _client(google)
+    google.txt_lookup = lambda name: []
+    client.verification_token("one.example")
+    with pytest.raises(VerificationPendingError) as pending:  # the TXT record has not propagated yet
+        client.verify_domain("one.example")
+    assert pending.value.status == 400 and "could not be found" in str(pending.value)
+    google.revoke(REFRESH)  # the refresh token is revoked (and with it the access token) mid-way
+    with pytest.raises(AuthenticationError) as revoked:
+        client.verify_domain("one.example")
+    assert not isinstance(revoked.value, VerificationPendingError)
+    assert revoked.value.code == "invalid_grant" and revoked.value.status == 400
+
+
+def test_search_analytics_reads_enums_in_any_case_and_by_search_appearance(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    url = f"{google.search_console_url}/sites/sc-domain%3Aone.example/searchAnalytics/query"
+    body = {"startDate": "2026-11-01", "endDate": "2026-11-22", "rowLimit": 1000}
+    lower = client._request("POST", url, json={**body, "dimensions": ["date"], "dataState": "all", "type": "web"})
+    upper = client._request("POST", url, json={**body, "dimensions": ["DATE"], "dataState": "ALL", "type": "WEB",
+                                               "aggregationType": "AUTO"})
+    assert upper == lower and lower["rows"]
+    appearance = client._request("POST", url, json={**body, "dimensions": ["SEARCH_APPEARANCE"]})
+    assert {tuple(r["keys"]) for r in appearance["rows"]} == {("REVIEW_SNIPPET",)}
+    assert "rows" not in client._request("POST", url, json={**body, "type": "IMAGE"})  # no image traffic
+    with pytest.raises(ProviderError) as invalid:
+        client._request("POST", url, json={**body, "dimensions": ["weather"]})
+    assert invalid.value.status == 400 and invalid.value.code == "badRequest"
+    assert site == "sc-domain:one.example"
+
+
+def test_sites_get_answers_for_a_property_the_account_owns(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    assert client._request("GET", f"{google.search_console_url}/sites/sc-domain%3Aone.example") == {
+        "siteUrl": site, "permissionLevel": "siteOwner"}
+    with pytest.raises(AuthenticationError) as other:
+        client._request("GET", f"{google.search_console_url}/sites/sc-domain%3Aother.example")
+    assert other.value.code == "forbidden"

@@ -171,3 +171,15 @@ def test_the_resource_without_a_token_is_a_provider_error(matomo, monkeypatch):
         MatomoResource(base_url=matomo.base_url).get_client()
     assert failure.value.provider == "matomo" and "MATOMO_TOKEN_AUTH" in str(failure.value)
     assert matomo.calls == []
+
+
+def test_whole_actions_per_visit_are_written_as_integers_as_matomo_does(matomo):
+    site_id, _ = _client(matomo).ensure_site("Demo", "https://demo.example")
+    answer = httpx.post(matomo.base_url, data={"module": "API", "method": "VisitsSummary.get", "idSite": site_id,
+                                               "period": "day", "date": "2024-01-01,2024-12-31", "format": "JSON",
+                                               "token_auth": TOKEN})
+    values = [day["nb_actions_per_visit"] for day in answer.json().values() if day]
+    whole = [v for v in values if float(v).is_integer()]
+    assert whole and all(isinstance(v, int) for v in whole)  # `2`, never `2.0`
+    assert any(isinstance(v, float) for v in values)  # and `1.9` stays a decimal
+    assert '"nb_actions_per_visit": 2.0' not in answer.text and '"nb_actions_per_visit": 1.0' not in answer.text

@@ -9,6 +9,7 @@ from spark_resources.providers.cloudflare import CloudflareClient
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.providers.namecheap import NamecheapClient, NamecheapResource, split_domain
 from spark_resources.simulators.cloudflare import CloudflareSimulator
+from spark_resources.simulators.base import SimulatedClock
 from spark_resources.simulators.namecheap import NamecheapSimulator
 
 
@@ -20,8 +21,9 @@ def namecheap():
 
 
 def _client(simulator, **overrides) -> NamecheapClient:
+    # throttling backs off for up to a minute: on a simulated clock here, unless a test brings its own
     settings = dict(api_user="spark", api_key="nc-secret-key", username="spark", client_ip="127.0.0.1",
-                    limiter=RateLimiter(1000, 60), max_wait=0.05, read_timeout=1.0)
+                    limiter=RateLimiter(1000, 60), max_wait=0.05, read_timeout=1.0, sleep=SimulatedClock().sleep)
     settings.update(overrides)
     return NamecheapClient(simulator.base_url, **settings)
 
@@ -91,3 +93,42 @@ def test_split_domain_and_the_resource(namecheap):
     resource = NamecheapResource(api_user="spark", api_key="nc-secret-key", username="spark", client_ip="127.0.0.1",
                                  base_url=namecheap.base_url)
     assert [d.name for d in resource.get_client().list_domains()] == ["demo-roofing.example"]
+
+
+def test_throttling_under_a_five_per_minute_budget_is_waited_out():
+    clock = SimulatedClock()  # the simulator's minute and the client's back-off on one simulated clock
+    with NamecheapSimulator(api_user="spark", api_key="nc-secret-key", requests_per_minute=5,
+                            clock=clock.time) as simulator:
+        client = _client(simulator, sleep=clock.sleep, clock=clock.time)  # a limiter that does not know the budget
+        for _ in range(6):
+            assert [d.name for d in client.list_domains()] == []
+    # the sixth call met HTTP 405 and backed off a quarter, a half, then a whole minute: the window had room again
+    assert clock.slept == [15, 30, 60] and len(simulator.calls) == 9
+
+
+def test_the_client_keeps_namecheaps_minute_hour_and_day_budgets():
+    clock = SimulatedClock()
+    with NamecheapSimulator(api_user="spark", api_key="nc-secret-key", requests_per_minute=3, requests_per_hour=4,
+                            requests_per_day=5, clock=clock.time) as simulator:
+        limiter = RateLimiter(windows=[(3, 60), (4, 3600), (5, 86400)], clock=clock.time, sleep=clock.sleep)
+        client = _client(simulator, limiter=limiter, attempts=1, sleep=clock.sleep, clock=clock.time)
+        start = clock.time()
+        for _ in range(6):
+            client.list_domains()  # attempts=1: one 405 would fail the test
+    assert len(simulator.calls) == 6
+    assert clock.time() - start >= 86400  # the sixth call waited for the day's budget
+    resource = NamecheapResource(api_user="spark", api_key="nc-secret-key", client_ip="127.0.0.1")
+    assert [calls for calls, _ in resource.get_client()._limiter.windows] == [20, 700, 8000]
+
+
+def test_answers_carry_warnings_and_the_command_in_lower_case(namecheap):
+    import httpx
+    import xml.etree.ElementTree as ET
+
+    answer = httpx.post(namecheap.base_url, data={"ApiUser": "spark", "ApiKey": "nc-secret-key", "UserName": "spark",
+                                                  "ClientIp": "127.0.0.1", "Command": "namecheap.domains.getList"})
+    root = ET.fromstring(answer.content)
+    ns = {"nc": "http://api.namecheap.com/xml.response"}
+    assert root.find("nc:Warnings", ns) is not None
+    assert root.findtext("nc:RequestedCommand", namespaces=ns) == "namecheap.domains.getlist"
+    assert root.find("nc:CommandResponse", ns).get("Type") == "namecheap.domains.getList"

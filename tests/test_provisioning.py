@@ -4,6 +4,8 @@ own site, and never shows a secret."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import sqlalchemy as sa
 from dagster import (
@@ -342,3 +344,104 @@ def test_accounts_are_added_from_the_cli_without_showing_tokens(database_url, en
     with engine.connect() as conn:
         assert {a.label: a.sites for kind in ("cloudflare", "gsc") for a in list_accounts(conn, kind)} == {
             "cf-1": 1, "seo@example.com": 1}
+
+
+def _events(instance, result) -> list:
+    return [e for e in instance.all_logs(result.run_id)]
+
+
+def test_a_refresh_token_revoked_mid_step_fails_at_once_without_retrying(providers, database, engine, monkeypatch):
+    from spark_resources.providers.cloudflare import CloudflareClient
+
+    publish = CloudflareClient.ensure_record_present
+
+    def publish_then_revoke(self, *args, **kwargs):  # the account's owner revokes access while the TXT is published
+        published = publish(self, *args, **kwargs)
+        providers.google.revoke(sandbox_module.GOOGLE_REFRESH_TOKEN)
+        return published
+
+    monkeypatch.setattr(CloudflareClient, "ensure_record_present", publish_then_revoke)
+    resources = _resources(providers, database)
+    resources["search_console"] = SearchConsoleResource(
+        **sandbox_module.GOOGLE_CLIENT, **endpoints_on(providers.google.base_url), verification_retries=3,
+        verification_retry_seconds=0.1,
+    )
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["one.example"])
+        result = materialize(all_assets, selection=ALL_STEPS, partition_key="one.example", instance=instance,
+                             resources=resources, raise_on_error=False)
+        events = [e.dagster_event.event_type_value for e in _events(instance, result) if e.dagster_event]
+        messages = " ".join(e.user_message for e in _events(instance, result))
+    assert not result.success
+    assert events.count("STEP_UP_FOR_RETRY") == 0 and "cannot see the TXT record" not in messages
+    site = _site(engine, "one.example")
+    assert site.gsc_verification_status == "failed"
+    assert "Search Console for one.example: google: OAuth refresh refused: Token has been expired or revoked" in (
+        site.error_message)
+
+
+def test_records_imported_with_the_zone_are_replaced_and_reported(providers, database, engine):
+    from spark_resources.providers.cloudflare import CloudflareClient
+    from spark_resources.providers.http import RateLimiter
+
+    # the zone was added by hand earlier, and Cloudflare imported the old host's records
+    client = CloudflareClient(providers.cloudflare.base_url, sandbox_module.CLOUDFLARE_TOKEN,
+                              limiter=RateLimiter(100, 1))
+    client.create_zone("one.example", "sandbox-account")
+    providers.cloudflare.import_records("one.example", [("A", "one.example", "192.0.2.10"),
+                                                        ("A", "www.one.example", "192.0.2.10")])
+    with instance_for_test() as instance:
+        result = _provision(instance, providers, database, "one.example", steps=["site_dns"])
+        warnings = [e.user_message for e in _events(instance, result) if e.level == logging.WARNING]
+    metadata = _metadata(result, "site_dns")
+    assert metadata["records"] == {"one.example": "replaced", "www.one.example": "replaced"}
+    assert metadata["replaced_records"] == ["A one.example 192.0.2.10", "A www.one.example 192.0.2.10"]
+    assert any("replaced conflicting DNS records" in w and "A www.one.example 192.0.2.10" in w for w in warnings)
+    (zone,) = providers.cloudflare.zones.values()
+    assert sorted((r["type"], r["name"]) for r in providers.cloudflare.records[zone["id"]]) == [
+        ("CNAME", "one.example"), ("CNAME", "www.one.example")]
+    assert _site(engine, "one.example").status_dns == "active"
+
+
+def test_a_lockout_longer_than_the_resource_waits_is_recorded_with_when_to_retry(providers, database, engine):
+    providers.cloudflare.requests_per_window = 0  # the token is locked out: every call answers retry-after: 300
+    resources = {**_resources(providers, database),
+                 **{k: v for k, v in providers.resources(max_wait_seconds=0.05, max_retry_after_seconds=60).items()
+                    if k == "cloudflare"}}
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["one.example"])
+        result = materialize(all_assets, selection=["site_dns"], partition_key="one.example", instance=instance,
+                             resources=resources, raise_on_error=False)
+    assert not result.success and len(providers.cloudflare.calls) == 1  # not retried inside the lockout
+    site = _site(engine, "one.example")
+    assert site.status_dns == "failed"
+    assert "DNS for one.example: cloudflare: Please wait" in site.error_message
+    assert "longer than this resource waits out (60 s): try again after " in site.error_message
+
+
+def test_a_token_echoed_by_the_provider_is_redacted_on_the_site_and_in_every_event(providers, database, engine,
+                                                                                   caplog):
+    providers.cloudflare.inject("echo")  # a 400 whose message repeats the request's Authorization header
+    with instance_for_test() as instance:
+        result = _provision(instance, providers, database, "one.example", steps=["site_dns"], raise_on_error=False)
+        records = [str(entry) for entry in _events(instance, result)]
+    assert not result.success
+    site = _site(engine, "one.example")
+    assert site.error_message == ("DNS for one.example: cloudflare: Invalid format for Authorization header: "
+                                  "Bearer [redacted] (code 6111) [HTTP 400]")
+    assert any("Bearer [redacted]" in record for record in records)  # the failure was logged, redacted
+    leaked = [r for r in records + [caplog.text] if sandbox_module.CLOUDFLARE_TOKEN in r]
+    assert leaked == []
+
+
+def test_the_activation_sensor_does_not_wait_out_a_lockout_in_its_tick(providers, database, engine):
+    providers.cloudflare.activation_delay_seconds = 3600
+    resources = _resources(providers, database)
+    with instance_for_test() as instance:
+        _provision(instance, providers, database, "one.example", steps=["site_dns"])
+        providers.cloudflare.requests_per_window = 0  # locked out: every call answers retry-after: 300
+        before = len(providers.cloudflare.calls)
+        result = zone_activation_sensor(build_sensor_context(instance=instance, resources=resources))
+    assert result.run_requests == []
+    assert len(providers.cloudflare.calls) - before == 1  # asked once, not retried or waited for inside the tick
+    assert _site(engine, "one.example").status_dns == "pending"  # asked again next tick

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from spark_resources.providers.cloudflare import CloudflareClient
 from spark_resources.providers.http import SharedRateLimiter, budget_key
+from spark_resources.simulators.base import SimulatedClock
 from spark_resources.simulators.cloudflare import CloudflareSimulator
 
 TOKEN = "cf-token-for-limits"
@@ -82,3 +84,21 @@ def test_two_clients_on_one_token_never_meet_the_providers_limit(engine):
         for thread in threads:
             thread.join()
     assert failures == [] and len(cloudflare.calls) == 12
+
+
+def test_the_shared_limiter_keeps_every_window_of_a_budget(engine):
+    # Namecheap's minute, hour and day, scaled down, on a simulated clock: an hour passes in no time
+    clock = SimulatedClock()
+    limiter = SharedRateLimiter(engine, "namecheap:windows", windows=[(2, 60), (3, 3600), (4, 86400)],
+                                clock=clock.time, sleep=clock.sleep)
+    start = clock.time()
+    let_through = []
+    for _ in range(5):
+        limiter.acquire()
+        let_through.append(clock.time() - start)
+    margin = 1.02  # each window is kept 2% + 50 ms longer than the provider's
+    assert let_through == pytest.approx([0, 0, 60 * margin + 0.05, 3600 * margin + 0.05, 86400 * margin + 0.05])
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM provider_calls WHERE budget = 'namecheap:windows'")
+                              ).scalar()
+    assert stored == 3  # the first two calls left the day's window and were deleted; the rest still count

@@ -33,7 +33,7 @@ from spark_assets.records.accounts import assign_accounts, cloudflare_credential
 from spark_assets.records.registry import RegistryError, Site, get_site
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareClient, CloudflareResource
-from spark_resources.providers.google import SearchConsoleResource, domain_property
+from spark_resources.providers.google import SearchConsoleResource, VerificationPendingError, domain_property
 from spark_resources.providers.http import ProviderError
 from spark_resources.providers.matomo import MatomoResource
 from spark_resources.providers.namecheap import NamecheapResource
@@ -122,11 +122,16 @@ def site_dns(
     domain = site.domain
     with _step(database, site, "status_dns", DNS), _cloudflare_client(database, cloudflare, site) as (client, account):
         zone, created = client.ensure_zone(domain, account)
-        records = {
-            name: client.ensure_dns_record(zone.id, type="CNAME", name=name, content=cloudflare.hosting_target,
-                                           proxied=True)[1]
-            for name in (domain, f"www.{domain}")
-        }
+        records, replaced = {}, []
+        for name in (domain, f"www.{domain}"):
+            ensured = client.ensure_dns_record(zone.id, type="CNAME", name=name, content=cloudflare.hosting_target,
+                                               proxied=True)
+            records[name] = ensured.outcome
+            replaced += [record.describe() for record in ensured.replaced]
+        if replaced:
+            # usually the old host's records, imported when the zone was added: say what went, so it can be restored
+            context.log.warning(f"{domain}: replaced conflicting DNS records with the hosting CNAMEs: "
+                                f"{'; '.join(replaced)}")
         registrar = namecheap.get_client(engine=database.engine)
         try:
             _, current = registrar.get_nameservers(domain)
@@ -154,6 +159,7 @@ def site_dns(
             "zone_status": zone.status,
             "zone_created": created,
             "records": MetadataValue.json(records),
+            "replaced_records": MetadataValue.json(replaced),
             "name_servers": MetadataValue.json(list(zone.name_servers)),
             "name_servers_changed": not pointed,
             "status_dns": status,
@@ -231,8 +237,9 @@ def site_search_console(
                                                               content=token)
             try:
                 owners = google.verify_domain(domain)
-            except ProviderError as exc:
-                if exc.status != 400 or context.retry_number >= search_console.verification_retries:
+            except VerificationPendingError:
+                # only this answer is worth waiting for; a revoked token or a refused request fails at once
+                if context.retry_number >= search_console.verification_retries:
                     raise
                 # Google does not see the TXT record yet (DNS propagation): wait and run the step again
                 context.log.info(f"Google cannot see the TXT record of {domain} yet; verifying again in "

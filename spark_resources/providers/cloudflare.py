@@ -2,13 +2,19 @@
 
 The same client talks to api.cloudflare.com and to the local simulator (`spark_resources.simulators.cloudflare`): only the
 base URL and the token differ. Every call goes through the rate limiter (Cloudflare allows 1,200 requests per 5 minutes
-per token, for all clients together) and the retry policy in `providers.http`.
+per token, for all clients together) and the retry policy in `providers.http`: past the budget Cloudflare answers 429
+for 5 minutes with a `retry-after` (seconds or an HTTP date), which is waited out in full up to `max_retry_after`.
+
+Records: a zone added to Cloudflare comes with the domain's existing records imported, so our apex and `www` CNAMEs
+often meet an A or AAAA record at the same name (81053, or 81054 for anything beside a CNAME below the apex);
+`ensure_dns_record` deletes those conflicting records and says which it replaced.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import httpx
 from dagster import ConfigurableResource
@@ -16,12 +22,14 @@ from pydantic import Field
 
 from spark_resources.secrets import Secret
 from spark_resources.providers.http import (
+    DEFAULT_MAX_RETRY_AFTER,
     AuthenticationError,
     Limiter,
     ProviderError,
     TransientProviderError,
     budget_key,
     limiter_for,
+    remember_credentials,
     with_retries,
 )
 
@@ -33,6 +41,11 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 #: error codes that mean "already there": get-or-create treats them as success
 ZONE_EXISTS = 1061
 RECORD_EXISTS = (81057, 81058)
+#: a record of another type holds the name: 81053 an A, AAAA or CNAME beside a CNAME (or a CNAME beside those), 81054
+#: any record beside a CNAME below the apex. Cloudflare imports a domain's existing records when its zone is added, so
+#: a new zone often holds the old host's A records at the apex and `www`
+RECORD_CONFLICT_ADDRESS, RECORD_CONFLICT_CNAME = 81053, 81054
+_ADDRESS_TYPES = {"A", "AAAA", "CNAME"}
 _AUTH_CODES = {10000, 9109, 6003, 6111}
 
 
@@ -53,6 +66,19 @@ class DnsRecord:
     ttl: int
     proxied: bool
 
+    def describe(self) -> str:
+        """'A www.example.com 192.0.2.1': what an operator needs to restore a record by hand."""
+        return f"{self.type} {self.name} {self.content}"
+
+
+class EnsuredRecord(NamedTuple):
+    """What `ensure_dns_record` did: the record now in place, 'created' | 'updated' | 'unchanged' | 'replaced', and
+    the conflicting records it deleted to make room (only when 'replaced')."""
+
+    record: DnsRecord
+    outcome: str
+    replaced: tuple[DnsRecord, ...] = ()
+
 
 class CloudflareClient:
     def __init__(
@@ -65,17 +91,25 @@ class CloudflareClient:
         read_timeout: float = 30.0,
         attempts: int = 4,
         max_wait: float = 60.0,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
+        token = api_token.reveal() if isinstance(api_token, Secret) else api_token
+        remember_credentials(token)  # masked in every ProviderError, should Cloudflare or a proxy echo it
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_token.reveal() if isinstance(api_token, Secret) else api_token}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport,
         )
         self._limiter = limiter
         self._attempts = attempts
         self._max_wait = max_wait
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._clock = clock
 
     def close(self) -> None:
         self._http.close()
@@ -120,29 +154,53 @@ class CloudflareClient:
         body = {"type": type, "name": name, "content": content, "ttl": ttl, "proxied": proxied}
         return _record(self._request("POST", f"/zones/{zone_id}/dns_records", json=body)["result"])
 
+    def get_dns_record(self, zone_id: str, record_id: str) -> DnsRecord:
+        return _record(self._request("GET", f"/zones/{zone_id}/dns_records/{record_id}")["result"])
+
     def update_dns_record(self, zone_id: str, record_id: str, **changes: Any) -> DnsRecord:
         return _record(self._request("PATCH", f"/zones/{zone_id}/dns_records/{record_id}", json=changes)["result"])
 
+    def delete_dns_record(self, zone_id: str, record_id: str) -> None:
+        self._request("DELETE", f"/zones/{zone_id}/dns_records/{record_id}")
+
     def ensure_dns_record(
         self, zone_id: str, *, type: str, name: str, content: str, ttl: int = 1, proxied: bool = False
-    ) -> tuple[DnsRecord, str]:
-        """Make one record of (type, name) hold `content`: ('created' | 'updated' | 'unchanged')."""
+    ) -> EnsuredRecord:
+        """Make one record of (type, name) hold `content`. A record of another type that the API says cannot live
+        beside it (81053/81054: typically the old host's A record, imported when the zone was added) is deleted to
+        make room, and returned in `replaced` so the caller can tell the operator what went."""
         existing = self.list_dns_records(zone_id, type=type, name=name)
         for record in existing:
             if record.content == content and record.proxied == proxied and record.ttl == ttl:
-                return record, "unchanged"
+                return EnsuredRecord(record, "unchanged")
         if existing:
             record = existing[0]
-            return self.update_dns_record(zone_id, record.id, content=content, ttl=ttl, proxied=proxied), "updated"
-        try:
-            return self.create_dns_record(zone_id, type=type, name=name, content=content, ttl=ttl, proxied=proxied), "created"
-        except ProviderError as exc:
-            if exc.code not in RECORD_EXISTS:
-                raise
-            for record in self.list_dns_records(zone_id, type=type, name=name):
-                if record.content == content:
-                    return record, "unchanged"
-            raise
+            return EnsuredRecord(self.update_dns_record(zone_id, record.id, content=content, ttl=ttl, proxied=proxied),
+                                 "updated")
+        replaced: list[DnsRecord] = []
+        for _ in range(3):  # 81053 for the address records, then 81054 for the rest, at most
+            try:
+                record = self.create_dns_record(zone_id, type=type, name=name, content=content, ttl=ttl,
+                                                proxied=proxied)
+                return EnsuredRecord(record, "replaced" if replaced else "created", tuple(replaced))
+            except ProviderError as exc:
+                if exc.code in RECORD_EXISTS:
+                    for record in self.list_dns_records(zone_id, type=type, name=name):
+                        if record.content == content:
+                            return EnsuredRecord(record, "unchanged")
+                    raise
+                if exc.code not in (RECORD_CONFLICT_ADDRESS, RECORD_CONFLICT_CNAME):
+                    raise
+                conflicting = [
+                    r for r in self.list_dns_records(zone_id, name=name)
+                    if r.type != type and (exc.code == RECORD_CONFLICT_CNAME or r.type in _ADDRESS_TYPES)
+                ]
+                if not conflicting:
+                    raise
+                for record in conflicting:
+                    self.delete_dns_record(zone_id, record.id)
+                    replaced.append(record)
+        raise ProviderError(PROVIDER, f"{type} {name}: conflicting records kept coming back", code="conflict")
 
     def ensure_record_present(self, zone_id: str, *, type: str, name: str, content: str, ttl: int = 1) -> tuple[DnsRecord, bool]:
         """Add a (type, name, content) record unless it is there, leaving other records of that name alone (a TXT
@@ -175,7 +233,8 @@ class CloudflareClient:
             response = self._http.request(method, path, **kwargs)
             return _envelope(response)
 
-        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait,
+                            max_retry_after=self._max_retry_after, sleep=self._sleep, clock=self._clock)
 
 
 def _envelope(response: httpx.Response) -> dict:
@@ -192,10 +251,9 @@ def _envelope(response: httpx.Response) -> dict:
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     code, message = first.get("code"), first.get("message") or response.reason_phrase
     if response.status_code == 429:
-        retry_after = response.headers.get("retry-after")
-        raise TransientProviderError(
-            PROVIDER, message, code=code, status=429, retry_after=float(retry_after) if retry_after else None
-        )
+        # seconds or an HTTP date: with_retries reads it, waits it out or fails saying when to retry
+        raise TransientProviderError(PROVIDER, message, code=code, status=429,
+                                     retry_after=response.headers.get("retry-after"), throttled=True)
     if response.status_code >= 500:
         raise TransientProviderError(PROVIDER, message, code=code, status=response.status_code)
     if response.status_code in (401, 403) or code in _AUTH_CODES:
@@ -228,16 +286,22 @@ class CloudflareResource(ConfigurableResource):
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     attempts: int = 4
-    max_wait_seconds: float = 60.0
+    max_wait_seconds: float = Field(60.0, description="longest back-off after a server error or a timeout")
+    max_retry_after_seconds: float = Field(
+        DEFAULT_MAX_RETRY_AFTER,
+        description="a `retry-after` up to this long is waited out in full (Cloudflare's lockout is 300 s); a longer "
+        "one fails the call at once, saying when to retry",
+    )
 
-
-    def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None) -> CloudflareClient:
+    def get_client(self, api_token: Secret | None = None, *, engine: "Engine | None" = None,
+                   max_retry_after: float | None = None) -> CloudflareClient:
         """A client with `api_token` (an account's), else the configured one. With `engine`, the rate limit is counted
-        in the database per token, shared by every process (what Cloudflare counts); without, per budget in this process."""
+        in the database per token, shared by every process (what Cloudflare counts); without, per budget in this process.
+        `max_retry_after` overrides `max_retry_after_seconds` for a caller that must not wait (a sensor's tick)."""
         token = api_token or (Secret(self.api_token) if self.api_token else None)
         if token is None:
             raise ProviderError(PROVIDER, "no API token: add an account (`spark account add-cloudflare`) or set api_token")
-        limiter = limiter_for(budget_key(PROVIDER, token.reveal()), self.requests_per_window, self.window_seconds,
+        limiter = limiter_for(budget_key(PROVIDER, token.reveal()), [(self.requests_per_window, self.window_seconds)],
                               engine)
         return CloudflareClient(
             self.base_url,
@@ -247,4 +311,5 @@ class CloudflareResource(ConfigurableResource):
             read_timeout=self.read_timeout,
             attempts=self.attempts,
             max_wait=self.max_wait_seconds,
+            max_retry_after=self.max_retry_after_seconds if max_retry_after is None else max_retry_after,
         )

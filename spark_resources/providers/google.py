@@ -3,8 +3,11 @@
 One client per Google account (`gsc_accounts`: about five serve every site). It trades the account's refresh token for an
 access token when it has none or the one it has is about to expire, and once more when a call answers 401; a second 401,
 a revoked refresh token (`invalid_grant`) or a bad client (`invalid_client`) is an `AuthenticationError`, never retried.
-Rate-limit answers (429, `rateLimitExceeded`) and 5xx are retried with back-off; `quotaExceeded` (a 403 that needs about
-15 minutes) is not retried in-call: it raises `QuotaExceededError`, and the caller's schedule tries again later.
+Rate-limit answers (429, `rateLimitExceeded`) are retried after their `retry-after`, or without one after a quarter, a
+half, then a whole minute (the quota is per minute); 5xx with a short back-off; `quotaExceeded` (a 403 that needs about
+15 minutes) is not retried in-call: it raises `QuotaExceededError`, and the caller's schedule tries again later. Site
+Verification's "token not found" (the TXT record has not propagated yet) is `VerificationPendingError`, the one answer
+worth verifying again later.
 
 Quirks handled here: site URLs are fully percent-encoded in paths (`sc-domain%3Aexample.com`); a Search Analytics answer
 with no data has no `rows` key; `sites.list` has no `siteEntry` key when there are none; `sites.add` answers an empty body.
@@ -19,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import quote
 
 import httpx
@@ -27,12 +30,14 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from spark_resources.providers.http import (
+    DEFAULT_MAX_RETRY_AFTER,
     AuthenticationError,
     Limiter,
     ProviderError,
     TransientProviderError,
     budget_key,
     limiter_for,
+    remember_credentials,
     with_retries,
 )
 from spark_resources.secrets import Secret
@@ -50,10 +55,19 @@ MAX_ROW_LIMIT = 25_000
 #: refresh this long before Google says the access token expires
 _EXPIRY_MARGIN = 60.0
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+#: Search Console's quotas are per minute: throttling without a `retry-after` backs off for up to this long
+QUOTA_WINDOW_SECONDS = 60.0
+#: what Site Verification says when it cannot find the TXT record (yet)
+_TOKEN_NOT_FOUND = "verification token could not be found"
 
 
 class QuotaExceededError(ProviderError):
     """Google's `quotaExceeded`: the quota comes back in about 15 minutes; try again then (not retried in-call)."""
+
+
+class VerificationPendingError(ProviderError):
+    """Site Verification cannot find the TXT record: it has not propagated yet, or it is missing. Worth verifying
+    again minutes later, unlike every other refusal (a revoked token, a bad request)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,12 @@ class GoogleClient:
         read_timeout: float = 30.0,
         attempts: int = 4,
         max_wait: float = 60.0,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        throttle_window: float = QUOTA_WINDOW_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
+        remember_credentials(client_secret, refresh_token)  # masked in every ProviderError, should one be echoed
         self._http = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
         self._client_id = client_id
         self._client_secret = client_secret
@@ -118,6 +137,10 @@ class GoogleClient:
         self._site_verification_url = site_verification_url.rstrip("/")
         self._attempts = attempts
         self._max_wait = max_wait
+        self._max_retry_after = max_retry_after
+        self._throttle_window = throttle_window
+        self._sleep = sleep
+        self._clock = clock
         self._access_token: Secret | None = None
         self._expires_at = 0.0
         self._token_lock = threading.Lock()
@@ -137,14 +160,19 @@ class GoogleClient:
         return token
 
     def verify_domain(self, domain: str) -> list[str]:
-        """Ask Google to check the TXT record; the owners of the verified domain. A missing record is a ProviderError
-        (HTTP 400): DNS may not have propagated yet."""
-        answer = self._request(
-            "POST",
-            f"{self._site_verification_url}/webResource",
-            params={"verificationMethod": "DNS_TXT"},
-            json={"site": {"type": "INET_DOMAIN", "identifier": domain}},
-        )
+        """Ask Google to check the TXT record; the owners of the verified domain. A record Google cannot see is a
+        VerificationPendingError (DNS may not have propagated yet); any other refusal is final."""
+        try:
+            answer = self._request(
+                "POST",
+                f"{self._site_verification_url}/webResource",
+                params={"verificationMethod": "DNS_TXT"},
+                json={"site": {"type": "INET_DOMAIN", "identifier": domain}},
+            )
+        except ProviderError as exc:
+            if type(exc) is ProviderError and exc.status == 400 and _TOKEN_NOT_FOUND in exc.provider_message.lower():
+                raise VerificationPendingError(PROVIDER, exc.provider_message, code=exc.code, status=400) from None
+            raise
         return list(answer.get("owners") or [])
 
     # --- Search Console -------------------------------------------------------------------------------------------
@@ -215,7 +243,8 @@ class GoogleClient:
         )
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientProviderError(PROVIDER, f"token endpoint answered {response.reason_phrase}",
-                                         status=response.status_code)
+                                         status=response.status_code, retry_after=response.headers.get("retry-after"),
+                                         throttled=response.status_code == 429)
         try:
             body = response.json()
         except ValueError:
@@ -248,7 +277,9 @@ class GoogleClient:
                 )
             return _answer(response)
 
-        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait,
+                            max_retry_after=self._max_retry_after, throttle_window=self._throttle_window,
+                            sleep=self._sleep, clock=self._clock)
 
 
 def _answer(response: httpx.Response) -> dict:
@@ -270,9 +301,8 @@ def _answer(response: httpx.Response) -> dict:
     message = error.get("message") or response.reason_phrase
     status = response.status_code
     if status == 429 or reason in _RATE_REASONS:
-        retry_after = response.headers.get("retry-after")
         raise TransientProviderError(PROVIDER, message, code=reason, status=status,
-                                     retry_after=float(retry_after) if retry_after else None)
+                                     retry_after=response.headers.get("retry-after"), throttled=True)
     if reason == "quotaExceeded":
         raise QuotaExceededError(PROVIDER, f"{message}; the quota returns in about 15 minutes", code=reason,
                                  status=status)
@@ -301,8 +331,14 @@ class SearchConsoleResource(ConfigurableResource):
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     attempts: int = 4
-    max_wait_seconds: float = 60.0
-
+    max_wait_seconds: float = Field(60.0, description="longest back-off after a server error or a timeout")
+    max_retry_after_seconds: float = Field(
+        DEFAULT_MAX_RETRY_AFTER, description="a `retry-after` up to this long is waited out; a longer one fails at once"
+    )
+    throttle_window_seconds: float = Field(
+        QUOTA_WINDOW_SECONDS,
+        description="after `rateLimitExceeded` without a retry-after, back off for up to this long",
+    )
 
     def get_client(self, refresh_token: Secret, *, engine: "Engine | None" = None) -> GoogleClient:
         """A client for the account of `refresh_token`. With `engine`, the rate limit is counted in the database per
@@ -313,10 +349,11 @@ class SearchConsoleResource(ConfigurableResource):
                    if not value]
         if missing:
             raise ProviderError(PROVIDER, f"{' and '.join(missing)} not set: the OAuth client comes from the environment")
-        limiter = limiter_for(budget_key(PROVIDER, refresh_token.reveal()), self.queries_per_minute, 60.0, engine)
+        limiter = limiter_for(budget_key(PROVIDER, refresh_token.reveal()), [(self.queries_per_minute, 60.0)], engine)
         return GoogleClient(
             client_id=client_id, client_secret=Secret(client_secret), refresh_token=refresh_token,
             limiter=limiter, token_url=self.token_url, search_console_url=self.search_console_url,
             site_verification_url=self.site_verification_url, connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout, attempts=self.attempts, max_wait=self.max_wait_seconds,
+            max_retry_after=self.max_retry_after_seconds, throttle_window=self.throttle_window_seconds,
         )

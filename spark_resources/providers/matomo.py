@@ -24,7 +24,14 @@ import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from spark_resources.providers.http import AuthenticationError, ProviderError, TransientProviderError, with_retries
+from spark_resources.providers.http import (
+    DEFAULT_MAX_RETRY_AFTER,
+    AuthenticationError,
+    ProviderError,
+    TransientProviderError,
+    remember_credentials,
+    with_retries,
+)
 from spark_resources.secrets import Secret
 
 PROVIDER = "matomo"
@@ -60,13 +67,16 @@ class MatomoClient:
         read_timeout: float = 30.0,
         attempts: int = 4,
         max_wait: float = 60.0,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         transport: httpx.BaseTransport | None = None,
     ):
         self._http = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), transport=transport)
         self._url = base_url
         self._token = token_auth if isinstance(token_auth, Secret) else Secret(token_auth)
+        remember_credentials(self._token)  # masked in every ProviderError, should Matomo or a plugin echo it
         self._attempts = attempts
         self._max_wait = max_wait
+        self._max_retry_after = max_retry_after
 
     def close(self) -> None:
         self._http.close()
@@ -120,27 +130,25 @@ class MatomoClient:
         def attempt() -> Any:
             token = self._token.reveal()
             data = {"module": "API", "method": method, "format": "JSON", **params, "token_auth": token}
-            return _parse(self._http.post(self._url, data=data), token)
+            return _parse(self._http.post(self._url, data=data))
 
-        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait)
+        return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait,
+                            max_retry_after=self._max_retry_after)
 
 
-def _parse(response: httpx.Response, token: str) -> Any:
+def _parse(response: httpx.Response) -> Any:
     """The decoded body of a successful call, or the typed error for this response. Messages come from the response
-    body only, and the token is masked should a proxy or a plugin echo it."""
+    body only; ProviderError redacts the token should a proxy or a plugin echo it."""
     try:
         body: Any = response.json()
     except ValueError:
         body = None
     message = body.get("message") if isinstance(body, dict) else None
     message = str(message or response.reason_phrase or "no message")
-    if token:
-        message = message.replace(token, "***")
     status = response.status_code
     if status == 429:
-        retry_after = response.headers.get("retry-after")
-        raise TransientProviderError(PROVIDER, message, status=429,
-                                     retry_after=float(retry_after) if retry_after else None)
+        raise TransientProviderError(PROVIDER, message, status=429, retry_after=response.headers.get("retry-after"),
+                                     throttled=True)
     if status >= 500:
         raise TransientProviderError(PROVIDER, message, status=status)
     if status in (401, 403):
@@ -199,7 +207,10 @@ class MatomoResource(ConfigurableResource):
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     attempts: int = 4
-    max_wait_seconds: float = 60.0
+    max_wait_seconds: float = Field(60.0, description="longest back-off after a server error or a timeout")
+    max_retry_after_seconds: float = Field(
+        DEFAULT_MAX_RETRY_AFTER, description="a `retry-after` up to this long is waited out; a longer one fails at once"
+    )
 
     def get_client(self) -> MatomoClient:
         token = self.token_auth or os.environ.get(TOKEN_VARIABLE)
@@ -208,5 +219,5 @@ class MatomoResource(ConfigurableResource):
                                 code="not_configured")
         return MatomoClient(
             self.base_url, Secret(token), connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-            attempts=self.attempts, max_wait=self.max_wait_seconds,
+            attempts=self.attempts, max_wait=self.max_wait_seconds, max_retry_after=self.max_retry_after_seconds,
         )

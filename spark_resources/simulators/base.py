@@ -28,6 +28,25 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class SimulatedClock:
+    """Time for tests that wait out provider limits: pass `time` as a simulator's and a client's or limiter's `clock`
+    and `sleep` as their `sleep`, and a 5-minute lockout passes at once. `slept` lists every wait asked for."""
+
+    def __init__(self, start: float = 1_800_000_000.0):  # an epoch time (2027-01-15), so HTTP dates make sense
+        self._now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self._now += max(seconds, 0.0)
+
+
 class NoAnswer(Exception):
     """Raised by a handler to send nothing at all (the client's read timeout fires)."""
 

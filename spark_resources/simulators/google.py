@@ -11,6 +11,9 @@ The state machine is Google's: a domain verifies only once a TXT record holding 
 verified owner can add the `sc-domain:` property; only a property's owner can query it. Search Analytics answers
 deterministic traffic per site and day (BLAKE2b of site and day, so every run and machine sees the same numbers), with some
 days missing, data delayed by three days unless `dataState=all`, rows sorted by clicks, and no `rows` key when empty.
+Enum values are read in any case, as the API reads them (`dataState=ALL`, `dimensions=["DATE"]`, `type=WEB`: the
+spellings of the discovery document the official client is built from); `searchAppearance` is a dimension too, and
+search types other than `web` have no data (a local business's site has next to no image, video or news traffic).
 Faults for the next calls: 429 (rateLimitExceeded), 500, timeout, malformed, auth (a 401 on an API call, `invalid_grant`
 on a token refresh) and quota (403 quotaExceeded).
 """
@@ -36,6 +39,17 @@ DATA_DELAY_DAYS = 3
 #: about one day in seven has no data at all
 _EMPTY_DAY_ONE_IN = 7
 _DEVICES = ("DESKTOP", "MOBILE", "TABLET")
+#: the query's enums, by their canonical spelling; a request's value is matched case- and underscore-insensitively
+DIMENSIONS = ("date", "query", "page", "country", "device", "searchAppearance")
+DATA_STATES = ("final", "all", "hourly_all", "data_state_unspecified")
+SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
+AGGREGATION_TYPES = ("auto", "byProperty", "byPage", "byNewsShowcasePanel")
+
+
+def _canonical(value: object, allowed: tuple[str, ...]) -> str | None:
+    """`value` as spelled in `allowed` ('SEARCH_APPEARANCE' -> 'searchAppearance'), or None if it is none of them."""
+    key = str(value).replace("_", "").lower()
+    return next((a for a in allowed if a.replace("_", "").lower() == key), None)
 
 
 @dataclass
@@ -162,6 +176,10 @@ class GoogleSimulator(Simulator):
             site_url = unquote(raw)
             if ":" in raw:  # Google wants the site URL fully percent-encoded
                 return _error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+            if len(parts) == 5 and method == "GET":  # sites.get
+                if site_url not in self.properties.get(email, set()):
+                    return _forbidden(site_url)
+                return _json(200, {"siteUrl": site_url, "permissionLevel": "siteOwner"})
             if len(parts) == 5 and method == "PUT":
                 if not site_url.startswith("sc-domain:") or email not in self.verified.get(site_url[10:], set()):
                     return _forbidden(site_url)
@@ -180,12 +198,20 @@ class GoogleSimulator(Simulator):
             start_row = int(body.get("startRow", 0))
         except (KeyError, ValueError):
             return _error(400, "startDate and endDate are required (YYYY-MM-DD).", "badRequest", "INVALID_ARGUMENT")
-        dimensions = list(body.get("dimensions") or [])
-        if not 1 <= row_limit <= 25000 or start > end or set(dimensions) - {"date", "query", "page", "country", "device"}:
-            return _error(400, "Invalid request: check rowLimit, the dates and the dimensions.", "badRequest",
+        dimensions = [_canonical(d, DIMENSIONS) for d in body.get("dimensions") or []]
+        data_state = _canonical(body.get("dataState", "final"), DATA_STATES)
+        search_type = _canonical(body.get("type", body.get("searchType", "web")), SEARCH_TYPES)
+        aggregation = _canonical(body.get("aggregationType", "auto"), AGGREGATION_TYPES)
+        if None in dimensions or None in (data_state, search_type, aggregation):
+            return _error(400, "Invalid value in dimensions, dataState, type or aggregationType.", "badRequest",
                           "INVALID_ARGUMENT")
-        last = self.today() - timedelta(days=0 if body.get("dataState") == "all" else DATA_DELAY_DAYS)
+        if not 1 <= row_limit <= 25000 or start > end:
+            return _error(400, "Invalid request: check rowLimit and the dates.", "badRequest", "INVALID_ARGUMENT")
+        final_only = data_state in ("final", "data_state_unspecified")
+        last = self.today() - timedelta(days=DATA_DELAY_DAYS if final_only else 0)
         days = [d for d in _days(start, min(end, last)) if traffic(site_url, d) is not None]
+        if search_type != "web":
+            days = []
         rows = []
         for day in days:
             clicks, impressions, position = traffic(site_url, day)  # type: ignore[misc]
@@ -195,6 +221,7 @@ class GoogleSimulator(Simulator):
                 "page": [f"https://{site_url.removeprefix('sc-domain:')}/", f"https://{site_url.removeprefix('sc-domain:')}/services/"],
                 "country": ["usa"],
                 "device": list(_DEVICES),
+                "searchAppearance": ["REVIEW_SNIPPET"],
             }
             combos = list(product(*(values[d] for d in dimensions))) or [()]
             for i, keys in enumerate(combos):
@@ -210,7 +237,8 @@ class GoogleSimulator(Simulator):
             rows[0]["ctr"] = rows[0]["clicks"] / rows[0]["impressions"] if rows[0]["impressions"] else 0.0
         rows.sort(key=lambda r: (-r["clicks"], r.get("keys", [])))
         page = rows[start_row : start_row + row_limit]
-        answer: dict = {"responseAggregationType": "byProperty"}
+        by_page = aggregation == "byPage" or (aggregation == "auto" and "page" in dimensions)
+        answer: dict = {"responseAggregationType": "byPage" if by_page else "byProperty"}
         if page:
             answer["rows"] = page
         return _json(200, answer)

@@ -74,7 +74,7 @@ class MatomoSimulator(Simulator):
         return {"nb_uniq_visitors": unique, "nb_users": 0, "nb_visits": visits, "nb_actions": actions,
                 "nb_visits_converted": 0, "bounce_count": bounces, "sum_visit_length": length,
                 "max_actions": 1 + digest[6] % 20, "bounce_rate": f"{round(100 * bounces / visits)}%",
-                "nb_actions_per_visit": round(actions / visits, 1), "avg_time_on_site": round(length / visits)}
+                "nb_actions_per_visit": _number(round(actions / visits, 1)), "avg_time_on_site": round(length / visits)}
 
     # --- the API --------------------------------------------------------------------------------------------------
 
@@ -174,3 +174,8 @@ def _json(payload: Any, status: int = 200) -> Response:
 def _error(message: str, status: int = 200) -> Response:
     """Matomo's error answer: HTTP 200 in Matomo 4 (and for most errors in 5)."""
     return _json({"result": "error", "message": message}, status)
+
+
+def _number(value: float) -> int | float:
+    """A value as Matomo's JSON writes it: a whole number without the `.0` (2, not 2.0)."""
+    return int(value) if float(value).is_integer() else value

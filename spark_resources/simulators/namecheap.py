@@ -1,5 +1,7 @@
 """A local Namecheap XML API (sandbox mode): PROVIDERS.md section 2, errors with HTTP 200, namespaced XML, throttling as
-HTTP 405 past 20 calls a minute, and the domains of one account.
+HTTP 405 past 20 calls a minute, 700 an hour or 8,000 a day, and the domains of one account. Answers carry
+`<Warnings />` and the command in lower case in `<RequestedCommand>`, as the real API's recorded answers do. Time is
+`clock` (epoch seconds): tests pass a simulated one, so a minute's window passes in no time.
 
 `on_nameservers` is called with (domain, name servers) after a successful setCustom: the Cloudflare simulator's
 `activate_zone` hooks in there, so a zone turns active once the registrar points at it, as in production.
@@ -27,6 +29,10 @@ class NamecheapSimulator(Simulator):
     api_key: str = "sandbox-key"
     whitelisted_ips: tuple[str, ...] = ("127.0.0.1",)
     requests_per_minute: int = 20
+    requests_per_hour: int = 700
+    requests_per_day: int = 8000
+    #: what the API's clock says (epoch seconds): the throttling windows follow it
+    clock: Callable[[], float] = time.time
     #: the sandbox: every domain asked about is one the account owns (registered on first sight)
     auto_register: bool = False
     timeout_seconds: float = 2.0
@@ -76,11 +82,13 @@ class NamecheapSimulator(Simulator):
             return self._command(command, params)
 
     def _within_budget(self) -> bool:
+        """Every one of the key's budgets has room: a call past any of them is throttled (and not counted)."""
+        budgets = ((self.requests_per_minute, 60.0), (self.requests_per_hour, 3600.0), (self.requests_per_day, 86400.0))
         with self._lock:
-            now = time.monotonic()
-            while self._window and now - self._window[0] >= 60.0:
+            now = self.clock()
+            while self._window and now - self._window[0] >= 86400.0:
                 self._window.popleft()
-            if len(self._window) >= self.requests_per_minute:
+            if any(sum(1 for sent in self._window if now - sent < seconds) >= calls for calls, seconds in budgets):
                 return False
             self._window.append(now)
             return True
@@ -128,8 +136,8 @@ def _envelope(status: str, body: str) -> Response:
 
 
 def _ok(command: str, result: str) -> Response:
-    return _envelope("OK", f"<Errors /><RequestedCommand>{command}</RequestedCommand>"
-                           f'<CommandResponse Type="{command}">{result}</CommandResponse>')
+    return _envelope("OK", f"<Errors /><Warnings /><RequestedCommand>{escape(command.lower())}</RequestedCommand>"
+                           f'<CommandResponse Type={quoteattr(command)}>{result}</CommandResponse>')
 
 
 def _error(number: int, message: str) -> Response:
