@@ -86,11 +86,16 @@ class Sequence:
     variations: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        total = 1
-        for node in self.nodes:
-            if isinstance(node, Choice):
-                total *= node.variations
-        object.__setattr__(self, "variations", total)
+        object.__setattr__(self, "variations", _product([n.variations for n in self.nodes if isinstance(n, Choice)]))
+
+
+def _product(factors: list[int]) -> int:
+    """The product, multiplied pairwise: 200,000 choices in a row make a 200,000-bit count, and multiplying it up one
+    factor at a time would take quadratic time (seconds); pairwise it takes milliseconds."""
+    while len(factors) > 1:
+        paired = [factors[i] * factors[i + 1] for i in range(0, len(factors) - 1, 2)]
+        factors = paired + factors[len(paired) * 2:]
+    return factors[0] if factors else 1
 
 
 def parse(template: str) -> Sequence:
