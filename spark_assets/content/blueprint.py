@@ -5,6 +5,11 @@ unavailable `{{tokens}}`, unsafe slugs and bad URLs are all collected and report
 line, the field path and, for spintax, the position inside the text. `load_blueprint` either returns a `Blueprint` or raises
 `BlueprintError`; it never returns something half-valid.
 
+Hostile or broken input is refused before it can cost much: a file over `MAX_BLUEPRINT_BYTES` is not parsed, YAML anchors
+and aliases (the "billion laughs" expansion; blueprints have no use for them), nesting deeper than `MAX_YAML_DEPTH` and
+more than `MAX_YAML_VALUES` values stop the parser at their line, and text holding characters PostgreSQL or HTML cannot hold (NUL, other control
+characters) is reported with its field.
+
 The format is documented field by field in the models below and shown in full in `examples/demo-roofing.yaml`.
 """
 
@@ -29,6 +34,18 @@ from spark_assets.content.tokens import TOKENS, LocationMode, available_tokens, 
 OFFER_SECTION = "offer"
 FAQ_SECTION = "faq"
 _PILLAR_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+#: the largest blueprint file read: the demo's is 31 KB; anything near this is a mistake or an attack, refused unparsed
+MAX_BLUEPRINT_BYTES = 1024 * 1024
+#: the most YAML values (scalars, lists, mappings) a blueprint may hold: the demo has 321; each costs some 30 us to
+#: load and check, so this bounds a legal-looking file to well under a second
+MAX_YAML_VALUES = 20_000
+#: the deepest YAML nesting accepted (a blueprint needs 6: avatars[0].variants[0].slug); deeper would only exhaust the
+#: composer's recursion
+MAX_YAML_DEPTH = 20
+# Characters PostgreSQL text cannot store (NUL) or HTML does not allow (other C0/C1 controls, DEL, noncharacters), and
+# lone surrogates (not encodable as UTF-8). Tab, newline and carriage return are ordinary text.
+_FORBIDDEN_CHARACTER_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 
 
 def _slug(value: str) -> str:
@@ -212,7 +229,12 @@ class Blueprint(_Strict):
             except ValueError as exc:
                 problems.append(str(exc))
         if self.slug is None and not slugify(self.name):
-            problems.append("name has no letters or digits to derive a slug from: set 'slug'")
+            # slugify keeps ASCII only: "Ремонт крыши" has letters, none of which can go in a URL-safe slug
+            has_letters = any(ch.isalnum() for ch in self.name)
+            problems.append(
+                f"name '{self.name}' has no {'ASCII ' if has_letters else ''}letters or digits to derive a slug from: "
+                "give the campaign a `slug:`, ASCII letters, digits and hyphens (e.g. 'roof-repair')"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -245,7 +267,9 @@ class Problem:
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        # a message may quote the offending value: show its control characters as escapes, never raw on a terminal
+        return _FORBIDDEN_CHARACTER_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class BlueprintError(ValueError):
@@ -270,20 +294,94 @@ def load_blueprint(path: str | Path) -> Blueprint:
     """Read and completely validate a blueprint file, or raise BlueprintError listing every problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # at most one byte past the limit: /dev/zero or a huge file is not read whole
+            raw = handle.read(MAX_BLUEPRINT_BYTES + 1)
+        text = raw.decode("utf-8") if len(raw) <= MAX_BLUEPRINT_BYTES else None
     except (OSError, UnicodeDecodeError) as exc:
         raise BlueprintError(source, [Problem("", f"cannot read file: {exc}")]) from None
+    if text is None:
+        raise BlueprintError(source, [_too_large()])
     return parse_blueprint(text, source)
 
 
-def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
+def _too_large() -> Problem:
+    return Problem("", f"file is larger than {MAX_BLUEPRINT_BYTES // 1024 // 1024} MiB ({MAX_BLUEPRINT_BYTES:,} bytes), "
+                       "the most a blueprint may be: it was not read")
+
+
+class _RefusedYaml(yaml.MarkedYAMLError):
+    """YAML the blueprint loader refuses before composing it (anchors, aliases, deep nesting)."""
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    # libyaml scans and parses (a 1 MiB blueprint in about a second rather than 30), PyYAML's Python composer builds
+    # the nodes, so the checks below see every event; SafeConstructor and Resolver make it a safe loader
+    class _SafeEventLoader(
+        yaml.composer.Composer, yaml.cyaml.CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        def __init__(self, stream: str):
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml: the same checks, slower
+    _SafeEventLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+class _BlueprintLoader(_SafeEventLoader):
+    """The safe loader, refusing anchors and aliases at the event that holds them, and nesting past MAX_YAML_DEPTH.
+
+    PyYAML shares an aliased node rather than copying it, but everything that walks the document afterwards (the line
+    index, pydantic, JSON) expands it: nine nested aliases of nine items each are 387 million strings."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedYaml(problem=f"alias '*{event.anchor}': YAML aliases and anchors are not allowed in a "
+                                       "blueprint (write the value out)", problem_mark=event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _RefusedYaml(problem=f"anchor '&{event.anchor}': YAML aliases and anchors are not allowed in a "
+                                       "blueprint (write the value out)", problem_mark=event.start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _RefusedYaml(problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=event.start_mark)
+        self._values += 1
+        if self._values > MAX_YAML_VALUES:
+            raise _RefusedYaml(problem=f"more than {MAX_YAML_VALUES:,} values, the most a blueprint may hold",
+                               problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree (for line numbers) and the Python data built from it, parsed once."""
+    loader = _BlueprintLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
+    if len(text) > MAX_BLUEPRINT_BYTES:  # characters, not bytes, but nothing that passes this is dangerous to parse
+        raise BlueprintError(source, [_too_large()])
+    try:
+        root, data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        reason = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):  # a raw control character in the file: no mark, a position
+            line = text.count("\n", 0, exc.position) + 1
+        reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
         raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}", line)]) from None
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[Problem] = []
@@ -293,8 +391,9 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
         raise BlueprintError(source, [Problem("", "a blueprint must be a YAML mapping of fields (name, location, ...)")])
     if problems:  # duplicate keys: YAML would silently keep the last one
         raise BlueprintError(source, problems)
+    problems = list(_character_problems(data, (), lines))
     # Spintax and tokens are checked on the raw data too, so one run reports them beside any structural problem.
-    problems = list(_spintax_problems(data, lines))
+    problems += _spintax_problems(data, lines)
     try:
         blueprint = Blueprint.model_validate(data)
     except ValidationError as exc:
@@ -369,6 +468,31 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
                 reason = unavailable_reason(token.name, mode)
                 where = spintax.describe_position(text, token.position)
                 yield Problem(format_path(path), f"{reason} {where}", _nearest_line(path, lines))
+
+
+def _character_problems(value: Any, path: tuple[Any, ...], lines: dict) -> Iterator[Problem]:
+    """A problem for every key or text holding a character PostgreSQL or HTML cannot hold, with where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (bad := _FORBIDDEN_CHARACTER_RE.search(key)):
+                yield Problem(format_path(path + (key,)), f"the key {_describe_character(key, bad)}",
+                              _nearest_line(path + (key,), lines))
+            yield from _character_problems(item, path + (key,), lines)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _character_problems(item, path + (i,), lines)
+    elif isinstance(value, str) and (bad := _FORBIDDEN_CHARACTER_RE.search(value)):
+        yield Problem(format_path(path), _describe_character(value, bad), _nearest_line(path, lines))
+
+
+def _describe_character(text: str, match: re.Match) -> str:
+    code = ord(match.group())
+    name = "a NUL character (U+0000)" if code == 0 else f"the control character U+{code:04X}"
+    if 0xD800 <= code <= 0xDFFF:
+        name = f"a lone surrogate U+{code:04X}"
+    elif code >= 0xFDD0:
+        name = f"the noncharacter U+{code:04X}"
+    return f"contains {name} {spintax.describe_position(text, match.start())}: text cannot hold it (tab and newline can)"
 
 
 def _nearest_line(path: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:

@@ -1,0 +1,218 @@
+"""Hostile or broken blueprints, as an operator would feed them to `spark campaign import`: each is refused with one
+clear message naming the file, line and field, in bounded time and memory, and nothing is written.
+
+The expanding ones (alias bombs, deep nesting, endless files) run in a child process under a 1 GiB memory limit and a
+timeout (tests/bounded.py), so a regression fails its test instead of taking the machine down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from spark_assets.content.blueprint import MAX_BLUEPRINT_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
+from spark_assets.ops.cli import main
+
+from .bounded import run_bounded
+from .conftest import DEMO_BLUEPRINT, database_snapshot
+
+SITE = "demo-roofing.example"
+
+
+@pytest.fixture
+def spark(database_url, monkeypatch):
+    """Run `spark ...` in-process against the test database; returns the click Result (stdout and stderr apart)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    invoke("site", "add", SITE)
+    return invoke
+
+
+def _alias_bomb(levels: int, width: int = 9) -> str:
+    """The "billion laughs": each level a list of `width` aliases of the level before; `width ** levels` strings."""
+    lines = ["name: Alias bomb", "laughs0: &laughs0 [" + ", ".join(['"lol"'] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"laughs{level}: &laughs{level} [" + ", ".join([f"*laughs{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _import_bounded(path: Path, database_url: str):
+    """`spark campaign import PATH` in a child process under the memory limit and timeout."""
+    return run_bounded(
+        f"""
+        import sys
+        from spark_assets.ops.cli import main
+        sys.argv = ["spark", "campaign", "import", {str(path)!r}, "--site", {SITE!r}]
+        main()
+        """,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+
+
+HOSTILE_FILES = [
+    pytest.param(
+        lambda: _alias_bomb(10), "2: not valid YAML: anchor '&laughs0': YAML aliases and anchors are not allowed",
+        id="alias-bomb-10-levels",
+    ),
+    pytest.param(
+        lambda: "name: x\nbase: {a: 1}\nother:\n  <<: *base\n",
+        "4: not valid YAML: alias '*base': YAML aliases and anchors are not allowed", id="merge-key-alias",
+    ),
+    pytest.param(
+        lambda: "name: " + "[" * 100_000 + "]" * 100_000 + "\n", "1: not valid YAML: ", id="nested-100000-levels"
+    ),
+    pytest.param(
+        lambda: "name: x\nfragments:\n  p: [" + ", ".join(["a"] * 300_000) + "]\n",
+        f"3: not valid YAML: more than {MAX_YAML_VALUES:,} values", id="300000-values",
+    ),
+    pytest.param(
+        lambda: "# padding\n" * (MAX_BLUEPRINT_BYTES // 10 + 1), "file is larger than 1 MiB (1,048,576 bytes)",
+        id="over-1-MiB",
+    ),
+]
+
+
+@pytest.mark.parametrize("content, phrase", HOSTILE_FILES)
+def test_a_hostile_yaml_file_is_refused_in_bounded_memory_and_time_and_writes_nothing(
+    spark, engine, database_url, tmp_path, content, phrase
+):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(content())
+    before = database_snapshot(engine)
+
+    result = _import_bounded(path, database_url)
+
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"{path}:{phrase}" in result.stderr or f"{path}: {phrase}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+    assert database_snapshot(engine) == before
+
+
+def test_an_endless_file_is_not_read_whole(spark, engine, database_url):
+    before = database_snapshot(engine)
+    result = _import_bounded(Path("/dev/zero"), database_url)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "/dev/zero: file is larger than 1 MiB (1,048,576 bytes), the most a blueprint may be" in result.stderr
+    assert database_snapshot(engine) == before
+
+
+def test_the_alias_bomb_of_the_issue_costs_little():
+    """Issue 9: 31 KB at 7 levels took 1.2 GB and 5.8 s. Refused at the first anchor, before anything expands."""
+    result = run_bounded(
+        f"""
+        from spark_assets.content.blueprint import BlueprintError, parse_blueprint
+        try:
+            parse_blueprint({_alias_bomb(7, width=40)!r}, "bomb.yaml")
+        except BlueprintError as exc:
+            print(exc)
+        report()
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "bomb.yaml:2: not valid YAML: anchor '&laughs0'" in result.stdout
+    print(result.stdout)  # peak memory and time, for the curious (pytest -s)
+
+
+def test_yaml_nesting_up_to_the_limit_reaches_validation():
+    from spark_assets.content.blueprint import BlueprintError, parse_blueprint
+
+    def nested(depth: int) -> str:  # the root mapping is level 1, `location`'s value level 2, ...
+        return "name: x\nlocation: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n"
+
+    with pytest.raises(BlueprintError) as caught:
+        parse_blueprint(nested(MAX_YAML_DEPTH), "ok.yaml")
+    assert "not valid YAML" not in str(caught.value)  # the structure is wrong, but it was read and validated
+    with pytest.raises(BlueprintError, match=f"deep.yaml:2: not valid YAML: nested more than {MAX_YAML_DEPTH} levels"):
+        parse_blueprint(nested(MAX_YAML_DEPTH + 1), "deep.yaml")
+
+
+def _blueprint(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(DEMO_BLUEPRINT.read_text())
+    mutate(data)
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.parametrize(
+    "field, mutate, message",
+    [
+        pytest.param(
+            "fragments.intro_hook[0]", lambda d: d["fragments"]["intro_hook"].__setitem__(0, "Roofs\0 in {{city}}."),
+            "contains a NUL character (U+0000) at position 5", id="nul-in-fragment",
+        ),
+        pytest.param(
+            "name", lambda d: d.update(name="Roof \x1b[31mrepair"), "contains the control character U+001B at position 5",
+            id="escape-in-name",
+        ),
+        pytest.param(
+            "faq[1].answer", lambda d: d["faq"][1].update(answer="Yes.\x9b"),
+            "contains the control character U+009B at position 4", id="c1-control-in-faq",
+        ),
+        pytest.param(
+            "offer_blocks[0].html", lambda d: d["offer_blocks"][0].update(html="<p>\x00</p>"),
+            "contains a NUL character (U+0000) at position 3", id="nul-in-offer",
+        ),
+        pytest.param(
+            "avatars[0].demographics.ag\x07e", lambda d: d["avatars"][0]["demographics"].update({"ag\x07e": "x"}),
+            "the key contains the control character U+0007 at position 2", id="bell-in-a-key",
+        ),
+    ],
+)
+def test_text_postgresql_or_html_cannot_hold_is_refused_with_field_and_line(spark, engine, tmp_path, field, mutate,
+                                                                             message):
+    path = _blueprint(tmp_path, mutate)
+    before = database_snapshot(engine)
+
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    assert result.exit_code == 1
+    shown_field = field.replace("\x07", "\\u0007")  # control characters are shown escaped, never raw
+    assert f"{path}:" in result.stderr and f": {shown_field}: {message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.output + result.stderr and "DataError" not in result.stderr
+    assert database_snapshot(engine) == before
+
+
+def test_tabs_and_newlines_are_ordinary_text(spark, tmp_path):
+    path = _blueprint(tmp_path, lambda d: d["fragments"]["intro_hook"].__setitem__(0, "Roofs\tin\r\n{{city}}."))
+    result = spark("campaign", "import", str(path), "--site", SITE)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_campaign_named_in_another_script_is_asked_for_a_slug(spark, engine, tmp_path):
+    def russian(data):
+        data["name"] = "Ремонт крыши"
+        data.pop("slug", None)
+
+    path = _blueprint(tmp_path, russian)
+    before = database_snapshot(engine)
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    assert result.exit_code == 1
+    assert "name 'Ремонт крыши' has no ASCII letters or digits to derive a slug from" in result.stderr
+    assert "give the campaign a `slug:`, ASCII letters, digits and hyphens" in result.stderr
+    assert database_snapshot(engine) == before
+
+    with_slug = _blueprint(tmp_path, lambda d: (russian(d), d.update(slug="roof-repair-ru")))
+    assert spark("campaign", "import", str(with_slug), "--site", SITE).exit_code == 0
+
+
+def test_a_name_with_no_letters_at_all_says_so(tmp_path):
+    from spark_assets.content.blueprint import BlueprintError, parse_blueprint
+
+    data = yaml.safe_load(DEMO_BLUEPRINT.read_text())
+    data["name"] = "!!! ???"
+    data.pop("slug", None)
+    with pytest.raises(BlueprintError, match="name '!!! \\?\\?\\?' has no letters or digits .* give the campaign a"):
+        parse_blueprint(yaml.safe_dump(data))
+
