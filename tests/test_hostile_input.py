@@ -216,3 +216,103 @@ def test_a_name_with_no_letters_at_all_says_so(tmp_path):
     with pytest.raises(BlueprintError, match="name '!!! \\?\\?\\?' has no letters or digits .* give the campaign a"):
         parse_blueprint(yaml.safe_dump(data))
 
+# --- DATABASE_URL ----------------------------------------------------------------------------------------------------
+
+UNREACHABLE = "127.0.0.1:1"  # loopback, nothing listens on port 1: refused at once
+COMMANDS = [("db", "upgrade"), ("db", "status"), ("site", "list")]
+
+
+def _run_with_url(monkeypatch, url: str, *args: str):
+    monkeypatch.setenv("DATABASE_URL", url)
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize(
+    "url, line",
+    [
+        pytest.param(
+            f"postgresql://spark:pw@{UNREACHABLE}/spark",
+            f"error: cannot connect to postgresql+psycopg://spark:***@{UNREACHABLE}/spark: connection to server at "
+            '"127.0.0.1", port 1 failed: Connection refused', id="unreachable",
+        ),
+        pytest.param(
+            "postgresql://spark@127.0.0.1:fivefourthreetwo/spark",
+            "error: DATABASE_URL is not a valid URL: its port is not a number", id="port-not-a-number",
+        ),
+        pytest.param(
+            "the database on the other box",
+            "error: DATABASE_URL is not a valid URL: expected postgresql://user:password@host:port/database",
+            id="not-a-url",
+        ),
+        pytest.param(
+            "mysql://spark@127.0.0.1/spark", "error: DATABASE_URL must be a PostgreSQL URL (postgresql://...), not mysql://",
+            id="not-postgresql",
+        ),
+    ],
+)
+def test_a_bad_or_unreachable_database_url_is_one_line_for_every_command(monkeypatch, command, url, line):
+    result = _run_with_url(monkeypatch, url, *command)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(line), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+PASSWORD_PARTS = ("Hunter2", "Sekr1t", "Taill")  # the password is Hunter2@Sekr1t#Taill: no part of it may be shown
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(f"postgresql://spark:Hunter2%40Sekr1t%23Taill@{UNREACHABLE}/spark", id="user-info-percent-encoded"),
+        pytest.param(f"postgresql://spark:Hunter2@Sekr1t#Taill@{UNREACHABLE}/spark", id="user-info-unescaped-at-hash"),
+        pytest.param(f"postgresql://spark:Hunter2#Sekr1t#Taill@{UNREACHABLE}/spark", id="user-info-unescaped-hash"),
+        pytest.param(f"postgres://spark@{UNREACHABLE}/spark?password=Hunter2%40Sekr1t%23Taill", id="query-encoded"),
+        pytest.param(f"postgresql://spark@{UNREACHABLE}/spark?password=Hunter2@Sekr1t#Taill", id="query-unescaped"),
+        pytest.param(
+            "host=127.0.0.1 port=1 user=spark password='Hunter2@Sekr1t#Taill' dbname=spark", id="key-value-quoted"
+        ),
+        pytest.param("host=127.0.0.1 port=1 password=Hunter2@Sekr1t#Taill dbname=spark", id="key-value-bare"),
+    ],
+)
+def test_no_part_of_a_password_is_shown_whatever_its_form(monkeypatch, command, url):
+    result = _run_with_url(monkeypatch, url, *command)
+
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    for part in PASSWORD_PARTS:
+        assert part not in result.stdout + result.stderr
+
+
+def test_a_driver_error_that_repeats_the_password_is_masked():
+    from spark_resources.database import mask_secrets
+
+    url = "postgresql://spark:Hunter2%40Sekr1t%23Taill@db.example/spark"
+    error = 'could not translate host name "Sekr1t#Taill@db.example" for Hunter2@Sekr1t#Taill (Hunter2%40Sekr1t%23Taill)'
+    assert mask_secrets(error, url) == 'could not translate host name "***#***@db.example" for *** (***)'
+
+
+# --- domains on the command line -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("site", "add", "-evil.example"), ("site", "add", "--", "-evil.example"), ("site", "add", "--brand", "X", "--",
+                                                                                 "-evil.example")],
+    ids=["as-an-option", "after-double-dash", "after-options-and-double-dash"],
+)
+def test_a_domain_starting_with_a_hyphen_is_an_invalid_domain_not_an_option(spark, engine, args):
+    before = database_snapshot(engine)
+    result = spark(*args)
+    assert result.exit_code == 1
+    assert result.stderr == "error: '-evil.example' is not a valid domain: a domain cannot start with a hyphen ('-')\n"
+    assert database_snapshot(engine) == before
+
+
+def test_options_and_double_dash_still_work_for_a_good_domain(spark):
+    result = spark("site", "add", "--brand", "Good Roofs", "--", "good.example")
+    assert result.exit_code == 0 and "registered: good.example (Good Roofs)" in result.output
