@@ -7,6 +7,9 @@ With DATABASE_URL unset, `pgserver` (a PostgreSQL 16 build shipped in a Python w
 With DATABASE_URL set, that server is used as it is: its schema is upgraded by `spark db upgrade`, and a connection to an
 out-of-date schema fails with a message saying so rather than with a missing-column error halfway through a run.
 
+Local state is private: SPARK_HOME is mode 0700 (0711 as root, so the embedded server's own 'pgserver' user can pass
+through to pgdata) and directories made in it with `private_directory` are 0700.
+
 URLs may carry passwords, so they are only ever shown redacted (`describe_url`), and a driver error is shown only as its
 first line with every form of the password masked (`mask_secrets`). DATABASE_URL may be anything libpq accepts: a
 `postgresql://` URL (password in the user info or as `?password=`, percent-encoded) or a `key=value` string; an
@@ -45,6 +48,30 @@ class DatabaseUnavailable(RuntimeError):
 def spark_home() -> Path:
     """Where local state lives: $SPARK_HOME, default `.spark/` in the working directory."""
     return Path(os.environ.get("SPARK_HOME") or Path.cwd() / ".spark").resolve()
+
+
+#: SPARK_HOME's mode: only its owner may list or read it (it holds the key file, the database, Dagster's event log and
+#: compute logs). As root the embedded server runs as the 'pgserver' user, which must still pass through to pgdata:
+#: execute (traverse) for others, no read, so nobody else can list what is there.
+def _home_mode() -> int:
+    return 0o711 if hasattr(os, "geteuid") and os.geteuid() == 0 else 0o700
+
+
+def private_directory(path: Path, *, tighten: bool = True) -> Path:
+    """`path` made (parents too, like `mkdir -p`) and readable by this user only (0700; SPARK_HOME itself
+    `_home_mode()`): local state is created this way. An existing directory of ours is tightened unless `tighten` is
+    false (a directory the operator named, such as their own DAGSTER_HOME, keeps the mode they gave it)."""
+    path = path.resolve()
+    home = spark_home()
+    mode = _home_mode() if path == home else 0o700
+    if home in path.parents:  # SPARK_HOME and every directory between it and `path`, first
+        private_directory(path.parent, tighten=tighten)
+    existed = path.is_dir()
+    path.mkdir(mode=mode, parents=True, exist_ok=True)  # mkdir's mode is reduced by the umask: set it below
+    status = path.stat()
+    if (tighten or not existed) and status.st_uid == os.getuid() and status.st_mode & 0o777 != mode:
+        path.chmod(mode)
+    return path
 
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -189,11 +216,19 @@ def embedded_url(home: Path | None = None) -> str:
     with _lock:
         server = _embedded_servers.get(pgdata)
         if server is None:
-            pgdata.mkdir(parents=True, exist_ok=True)
+            # pgdata's own mode is initdb's (0700) and, as root, pgserver gives it to its 'pgserver' user: only its
+            # parents are ours to keep private
+            if pgdata.parent == spark_home():
+                private_directory(pgdata.parent)
+            pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
             _forget_dead_users(pgserver, pgdata)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            if pgdata.parent == spark_home():
+                # as root, pgserver opens every directory above pgdata to everyone (g+rx, o+rx) on each start so its
+                # user can reach it; traversing is all it needs, so SPARK_HOME goes back to 0711
+                private_directory(pgdata.parent)
             _embedded_servers[pgdata] = server
     admin_url = normalize_url(server.get_uri())  # type: ignore[attr-defined]
     ensure_database(admin_url, EMBEDDED_DATABASE)
