@@ -316,3 +316,91 @@ def test_a_domain_starting_with_a_hyphen_is_an_invalid_domain_not_an_option(spar
 def test_options_and_double_dash_still_work_for_a_good_domain(spark):
     result = spark("site", "add", "--brand", "Good Roofs", "--", "good.example")
     assert result.exit_code == 0 and "registered: good.example (Good Roofs)" in result.output
+
+
+# --- offer HTML ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "markup, message",
+    [
+        ("<aside><p>Call us</p><script>alert(document.cookie)</script></aside>", "<script> is not allowed"),
+        ('<p onmouseover="steal()">{Free|No-cost} quote</p>', "the event handler onmouseover= on <p> is not allowed"),
+        ('<a href="javascript:alert(1)">Book now</a>', 'href="javascript:..." on <a> is not allowed'),
+        ('<a href=" java\tscript:alert(1)">Book now</a>', 'href="javascript:..." on <a> is not allowed'),
+        ("<p>{Call us|<iframe src='https://evil.example'></iframe>}</p>", "<iframe> is not allowed"),
+        ('<p style="position:fixed">Call</p>', "the attribute style= on <p> is not allowed"),
+        ("<p>Call</p><!-- tracking -->", "HTML comments (<!-- -->) are not allowed"),
+        ("<p>{<|x}script>alert(1)</p>", "<script> is not allowed"),  # a tag only spintax puts together
+    ],
+)
+def test_offer_html_the_sanitizer_would_strip_is_refused_at_import_naming_the_field(spark, engine, tmp_path, markup,
+                                                                                     message):
+    path = _blueprint(tmp_path, lambda d: d["offer_blocks"][1].update(html=markup))
+    before = database_snapshot(engine)
+
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    assert result.exit_code == 1
+    html_lines = [i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith("html:")]
+    assert f"{path}:{html_lines[1]}: offer_blocks[1].html: {message}" in result.stderr, result.stderr
+    assert database_snapshot(engine) == before
+
+
+ALLOWED_OFFERS = [
+    '<aside class="offer"><h2>Free quote</h2><p>Call <strong>today</strong>.</p></aside>',
+    '<p><a class="button" href="/contact#quote" rel="sponsored nofollow">Book</a> or <a href="tel:+15125550100">call</a></p>',
+    '<ul><li>One</li><li><em>Two</em></li></ul><img src="https://cdn.example/badge.png" alt="Licensed" width="80">',
+]
+REFUSED_OFFERS = [
+    "<script>x()</script>",
+    '<p onclick="x()">a</p>',
+    '<a href="data:text/html,hi">a</a>',
+    "<form><input name=q></form>",
+    "<style>p { color: red }</style>",
+    '<p id="login">a</p>',
+    "<!-- c --><p>a</p>",
+    "<object data=x></object>",
+]
+
+
+@pytest.mark.parametrize("markup", ALLOWED_OFFERS + REFUSED_OFFERS)
+def test_the_import_check_refuses_exactly_what_the_sanitizer_strips(markup):
+    from spark_assets.content.blueprint import offer_html_problems, sanitize_offer_html
+    from spark_assets.content.spintax import parse
+
+    refused = bool(offer_html_problems(parse(markup)))
+    assert refused == (sanitize_offer_html(markup) != markup)
+    assert refused == (markup in REFUSED_OFFERS)
+
+
+def test_the_article_assembler_sanitizes_offer_html_that_escaped_the_import_check():
+    from datetime import date
+    from uuid import UUID
+
+    from spark_assets.content.articles import ArticleAssembler, SiteInfo
+    from spark_assets.content.blueprint import Blueprint
+    from spark_assets.content.geo import GeoTarget
+    from spark_assets.content.permutations import PatternRef, Persona, iter_permutations
+
+    # built without parse_blueprint (as if an old row or a bug let it through): the assembler is the last guard
+    blueprint = Blueprint.model_validate({
+        "name": "Guard", "headline_spintax_root": "Roofs in {{city}}", "location": {"mode": "city"},
+        "avatars": [{"slug": "owner", "name": "Owner", "variants": [{"slug": "new", "name": "New"}]}],
+        "patterns": [{"slug": "p", "name": "P", "logic": "Roofs"}], "outline": ["intro", "offer"],
+        "fragments": {"intro": ["Roofs in {{city}}."]},
+        "offer_blocks": [{"slug": "o", "name": "O", "html": '<aside class="offer" onclick="x()"><p>Call</p>'
+                                                           '<script>steal()</script></aside>'}],
+    })
+    geo = GeoTarget(UUID(int=1), "austin-tx", "Austin, TX", "Texas", "TX", city="Austin", population=961855)
+    assembler = ArticleAssembler(
+        blueprint=blueprint, campaign_slug="guard", site=SiteInfo("example.com", "Brand"), geos=[geo],
+        fragment_ids={}, offer_ids={}, blueprint_hash="h", generated_on=date(2026, 1, 1),
+    )
+    persona = Persona(UUID(int=100), "owner", "Owner", (), UUID(int=101), "new", "New")
+    [permutation] = iter_permutations("example.com/guard", [geo], [persona], [PatternRef(UUID(int=200), "p", "Roofs")])
+
+    content = assembler.assemble(permutation).content
+
+    assert '<aside class="offer"><p>Call</p></aside>' in content
+    assert "script" not in content and "onclick" not in content

@@ -8,7 +8,8 @@ line, the field path and, for spintax, the position inside the text. `load_bluep
 Hostile or broken input is refused before it can cost much: a file over `MAX_BLUEPRINT_BYTES` is not parsed, YAML anchors
 and aliases (the "billion laughs" expansion; blueprints have no use for them), nesting deeper than `MAX_YAML_DEPTH` and
 more than `MAX_YAML_VALUES` values stop the parser at their line, and text holding characters PostgreSQL or HTML cannot hold (NUL, other control
-characters) is reported with its field.
+characters) is reported with its field. Offer blocks' HTML is held to an allow-list (nh3's): a tag, attribute or link
+scheme the sanitizer would strip is refused, named.
 
 The format is documented field by field in the models below and shown in full in `examples/demo-roofing.yaml`.
 """
@@ -19,9 +20,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal
 
+import nh3
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -114,7 +117,7 @@ class Pattern(_Strict):
 class OfferBlock(_Strict):
     slug: Slug
     name: NonEmpty
-    html: NonEmpty
+    html: NonEmpty = Field(description="HTML (spintax with tokens) within the allow-list of OFFER_HTML_TAGS/ATTRIBUTES")
 
 
 class FaqItem(_Strict):
@@ -249,6 +252,141 @@ class Blueprint(_Strict):
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+
+# --- offer HTML ------------------------------------------------------------------------------------------------------
+# Offer blocks are the one place a blueprint writes raw HTML into articles. They are sanitized with nh3 (ammonia's
+# allow-list sanitizer) whenever an article is assembled, and anything the sanitizer would strip is refused at import,
+# named, so an operator never publishes something other than what they wrote.
+
+#: nh3's maintained list of harmless tags (no script, style, iframe, object, form, input, ...)
+OFFER_HTML_TAGS = frozenset(nh3.ALLOWED_TAGS)
+#: nh3's per-tag attributes, plus presentational ones on every tag and `rel` on links (rel="sponsored nofollow");
+#: no event handlers (on...), no style, no id (ids can clobber the page's scripts)
+OFFER_HTML_ATTRIBUTES = {tag: frozenset(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()} | {
+    "*": frozenset({"class", "title", "lang", "dir"}),
+    "a": frozenset(nh3.ALLOWED_ATTRIBUTES.get("a", set()) | {"title", "rel"}),
+}
+#: schemes a link or image may use; relative URLs ("/contact#quote") are always fine
+OFFER_URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "action", "formaction", "longdesc", "poster", "background"})
+_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+#: how many renders of an offer template are checked (each choice's options in turn), at most
+_OFFER_RENDERS_CHECKED = 64
+
+
+def sanitize_offer_html(markup: str) -> str:
+    """`markup` with everything outside the allow-list removed (nh3). Markup that passed `offer_html_problems` comes
+    back as it went in, but for how entities are spelled (`&#x27;` becomes `'`); `rel` is never added to links."""
+    return nh3.clean(
+        markup,
+        tags=set(OFFER_HTML_TAGS),
+        attributes={tag: set(names) for tag, names in OFFER_HTML_ATTRIBUTES.items()},
+        url_schemes=set(OFFER_URL_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+class _MarkupCheck(HTMLParser):
+    """What the sanitizer would strip from a piece of HTML, each said in a few words (`<script> is not allowed`)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def _refuse(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in OFFER_HTML_TAGS:
+            self._refuse(f"<{tag}> is not allowed")
+            return
+        allowed = OFFER_HTML_ATTRIBUTES.get(tag, frozenset()) | OFFER_HTML_ATTRIBUTES["*"]
+        for name, value in attrs:
+            if name.startswith("on"):
+                self._refuse(f"the event handler {name}= on <{tag}> is not allowed")
+            elif name not in allowed:
+                self._refuse(f"the attribute {name}= on <{tag}> is not allowed")
+            elif name in _URL_ATTRIBUTES and value:
+                # browsers ignore whitespace and control characters inside a scheme ("java\tscript:")
+                scheme = _SCHEME_RE.match("".join(ch for ch in value if ch > " "))
+                if scheme and scheme.group(1).lower() not in OFFER_URL_SCHEMES:
+                    self._refuse(
+                        f"{name}=\"{scheme.group(1)}:...\" on <{tag}> is not allowed: use "
+                        f"{', '.join(sorted(OFFER_URL_SCHEMES))} or a relative URL"
+                    )
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in OFFER_HTML_TAGS and f"<{tag}> is not allowed" not in self.problems:
+            self._refuse(f"</{tag}> is not allowed")
+
+    def handle_comment(self, data: str) -> None:
+        self._refuse("HTML comments (<!-- -->) are not allowed")
+
+    def handle_decl(self, decl: str) -> None:
+        self._refuse(f"<!{decl.split()[0] if decl.split() else ''}> is not allowed")
+
+    unknown_decl = handle_decl
+
+    def handle_pi(self, data: str) -> None:
+        self._refuse("<?...> processing instructions are not allowed")
+
+
+def offer_html_problems(tree: spintax.Sequence) -> list[str]:
+    """What the sanitizer would strip from an offer template, checked on its renders: each choice takes its options in
+    turn, so every option of every choice that is always reached is seen (nested ones as far as the renders go).
+    Anything missed here is still stripped when articles are assembled."""
+    check = _MarkupCheck()
+    visits: dict[int, int] = {}
+    choices: list[spintax.Choice] = []
+
+    def collect(seq: spintax.Sequence) -> None:
+        for node in seq.nodes:
+            if isinstance(node, spintax.Choice):
+                choices.append(node)
+                for option in node.options:
+                    collect(option)
+
+    def render(seq: spintax.Sequence, out: list[str]) -> None:
+        for node in seq.nodes:
+            if isinstance(node, spintax.Text):
+                out.append(node.value)
+            elif isinstance(node, spintax.Token):
+                out.append("x")  # a token's value is HTML-escaped text
+            else:
+                turn = visits.get(id(node), 0)
+                visits[id(node)] = turn + 1
+                render(node.options[turn % len(node.options)], out)
+
+    collect(tree)
+    for _ in range(_OFFER_RENDERS_CHECKED):
+        out: list[str] = []
+        render(tree, out)
+        check.feed("".join(out))
+        check.close()
+        check.reset()
+        if all(visits.get(id(choice), 0) >= len(choice.options) for choice in choices):
+            break
+    return check.problems
+
+
+def _offer_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+    offers = data.get("offer_blocks")
+    for i, offer in enumerate(offers if isinstance(offers, list) else []):
+        markup = offer.get("html") if isinstance(offer, dict) else None
+        if not isinstance(markup, str):
+            continue
+        try:
+            tree = spintax.parse(markup)
+        except spintax.SpintaxError:
+            continue  # reported as malformed spintax
+        path = ("offer_blocks", i, "html")
+        for message in offer_html_problems(tree):
+            yield Problem(format_path(path), message, _nearest_line(path, lines))
 
 
 def _require_unique(values: list[str], label: str) -> None:
@@ -394,6 +532,7 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
     problems = list(_character_problems(data, (), lines))
     # Spintax and tokens are checked on the raw data too, so one run reports them beside any structural problem.
     problems += _spintax_problems(data, lines)
+    problems += _offer_problems(data, lines)
     try:
         blueprint = Blueprint.model_validate(data)
     except ValidationError as exc:
