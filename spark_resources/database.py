@@ -89,7 +89,9 @@ def _parse(url: str | URL) -> URL:
     scheme = _SCHEME_RE.match(value)
     if scheme:
         if not _POSTGRES_SCHEME_RE.fullmatch(scheme.group(1)):
-            raise DatabaseUnavailable(f"DATABASE_URL must be a PostgreSQL URL (postgresql://...), not {scheme.group(1)}://")
+            raise DatabaseUnavailable(
+                f"DATABASE_URL must be a PostgreSQL URL (postgresql://...), not {scheme.group(1)}://"
+            )
         authority = value[scheme.end():].split("?", 1)[0]
         if authority.count("@") > 1:  # libpq takes the first '@': the rest of the password would become the host
             raise DatabaseUnavailable(
@@ -202,7 +204,7 @@ def connection_failure(exc: BaseException, url: str | URL | None) -> DatabaseUna
 
 
 def normalize_url(url: str) -> str:
-    """Any postgres URL (postgres://, postgresql://, postgresql+psycopg2://, key=value) as a SQLAlchemy psycopg 3 URL."""
+    """Any postgres URL (postgres://, postgresql://, postgresql+psycopg2://, key=value) as SQLAlchemy psycopg 3 URL."""
     return _parse(url).render_as_string(hide_password=False)
 
 

@@ -152,8 +152,8 @@ def _line_of(path: Path, text: str) -> int:
             "contains a NUL character (U+0000) at position 5", id="nul-in-fragment",
         ),
         pytest.param(
-            "name", lambda d: d.update(name="Roof \x1b[31mrepair"), "contains the control character U+001B at position 5",
-            id="escape-in-name",
+            "name", lambda d: d.update(name="Roof \x1b[31mrepair"),
+            "contains the control character U+001B at position 5", id="escape-in-name",
         ),
         pytest.param(
             "faq[1].answer", lambda d: d["faq"][1].update(answer="Yes.\x9b"),
@@ -246,8 +246,8 @@ def _run_with_url(monkeypatch, url: str, *args: str):
             id="not-a-url",
         ),
         pytest.param(
-            "mysql://spark@127.0.0.1/spark", "error: DATABASE_URL must be a PostgreSQL URL (postgresql://...), not mysql://",
-            id="not-postgresql",
+            "mysql://spark@127.0.0.1/spark",
+            "error: DATABASE_URL must be a PostgreSQL URL (postgresql://...), not mysql://", id="not-postgresql",
         ),
     ],
 )
@@ -268,7 +268,7 @@ PASSWORD_PARTS = ("Hunter2", "Sekr1t", "Taill")  # the password is Hunter2@Sekr1
 @pytest.mark.parametrize(
     "url",
     [
-        pytest.param(f"postgresql://spark:Hunter2%40Sekr1t%23Taill@{UNREACHABLE}/spark", id="user-info-percent-encoded"),
+        pytest.param(f"postgresql://spark:Hunter2%40Sekr1t%23Taill@{UNREACHABLE}/spark", id="user-info-encoded"),
         pytest.param(f"postgresql://spark:Hunter2@Sekr1t#Taill@{UNREACHABLE}/spark", id="user-info-unescaped-at-hash"),
         pytest.param(f"postgresql://spark:Hunter2#Sekr1t#Taill@{UNREACHABLE}/spark", id="user-info-unescaped-hash"),
         pytest.param(f"postgres://spark@{UNREACHABLE}/spark?password=Hunter2%40Sekr1t%23Taill", id="query-encoded"),
@@ -292,7 +292,9 @@ def test_a_driver_error_that_repeats_the_password_is_masked():
     from spark_resources.database import mask_secrets
 
     url = "postgresql://spark:Hunter2%40Sekr1t%23Taill@db.example/spark"
-    error = 'could not translate host name "Sekr1t#Taill@db.example" for Hunter2@Sekr1t#Taill (Hunter2%40Sekr1t%23Taill)'
+    error = (
+        'could not translate host name "Sekr1t#Taill@db.example" for Hunter2@Sekr1t#Taill (Hunter2%40Sekr1t%23Taill)'
+    )
     assert mask_secrets(error, url) == 'could not translate host name "***#***@db.example" for *** (***)'
 
 
@@ -349,7 +351,8 @@ def test_offer_html_the_sanitizer_would_strip_is_refused_at_import_naming_the_fi
 
 ALLOWED_OFFERS = [
     '<aside class="offer"><h2>Free quote</h2><p>Call <strong>today</strong>.</p></aside>',
-    '<p><a class="button" href="/contact#quote" rel="sponsored nofollow">Book</a> or <a href="tel:+15125550100">call</a></p>',
+    '<p><a class="button" href="/contact#quote" rel="sponsored nofollow">Book</a> or '
+    '<a href="tel:+15125550100">call</a></p>',
     '<ul><li>One</li><li><em>Two</em></li></ul><img src="https://cdn.example/badge.png" alt="Licensed" width="80">',
 ]
 REFUSED_OFFERS = [

@@ -73,7 +73,8 @@ def test_new_directories_under_spark_home_are_private():
 def test_the_embedded_server_starts_under_a_private_spark_home(monkeypatch):
     """As root pgserver runs PostgreSQL as 'pgserver' and opens SPARK_HOME to everyone while it starts; SPARK_HOME is
     private again once it runs, and the server (running as another user) still serves."""
-    home = Path(tempfile.mkdtemp(prefix="spark-home-"))  # outside pytest's 0700 temp root: the server runs as 'pgserver'
+    home = Path(tempfile.mkdtemp(prefix="spark-home-"))  # outside pytest's 0700 temp root: the server may run as
+    # 'pgserver', which could not pass through it
     os.chmod(home, 0o755)
     monkeypatch.setenv("SPARK_HOME", str(home))
     try:

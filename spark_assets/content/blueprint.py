@@ -5,11 +5,11 @@ unavailable `{{tokens}}`, unsafe slugs and bad URLs are all collected and report
 line, the field path and, for spintax, the position inside the text. `load_blueprint` either returns a `Blueprint` or raises
 `BlueprintError`; it never returns something half-valid.
 
-Hostile or broken input is refused before it can cost much: a file over `MAX_BLUEPRINT_BYTES` is not parsed, YAML anchors
-and aliases (the "billion laughs" expansion; blueprints have no use for them), nesting deeper than `MAX_YAML_DEPTH` and
-more than `MAX_YAML_VALUES` values stop the parser at their line, and text holding characters PostgreSQL or HTML cannot hold (NUL, other control
-characters) is reported with its field. Offer blocks' HTML is held to an allow-list (nh3's): a tag, attribute or link
-scheme the sanitizer would strip is refused, named.
+Hostile or broken input is refused before it can cost much: a file over `MAX_BLUEPRINT_BYTES` is not parsed, YAML
+anchors and aliases (the "billion laughs" expansion; blueprints have no use for them), nesting deeper than
+`MAX_YAML_DEPTH` and more than `MAX_YAML_VALUES` values stop the parser at their line, and text holding characters
+PostgreSQL or HTML cannot hold (NUL, other control characters) is reported with its field. Offer blocks' HTML is held to
+an allow-list (nh3's): a tag, attribute or link scheme the sanitizer would strip is refused, named.
 
 The format is documented field by field in the models below and shown in full in `examples/demo-roofing.yaml`.
 """
@@ -443,8 +443,8 @@ def load_blueprint(path: str | Path) -> Blueprint:
 
 
 def _too_large() -> Problem:
-    return Problem("", f"file is larger than {MAX_BLUEPRINT_BYTES // 1024 // 1024} MiB ({MAX_BLUEPRINT_BYTES:,} bytes), "
-                       "the most a blueprint may be: it was not read")
+    size = f"{MAX_BLUEPRINT_BYTES // 1024 // 1024} MiB ({MAX_BLUEPRINT_BYTES:,} bytes)"
+    return Problem("", f"file is larger than {size}, the most a blueprint may be: it was not read")
 
 
 class _RefusedYaml(yaml.MarkedYAMLError):
@@ -631,7 +631,8 @@ def _describe_character(text: str, match: re.Match) -> str:
         name = f"a lone surrogate U+{code:04X}"
     elif code >= 0xFDD0:
         name = f"the noncharacter U+{code:04X}"
-    return f"contains {name} {spintax.describe_position(text, match.start())}: text cannot hold it (tab and newline can)"
+    where = spintax.describe_position(text, match.start())
+    return f"contains {name} {where}: text cannot hold it (tab and newline can)"
 
 
 def _nearest_line(path: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:

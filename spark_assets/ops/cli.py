@@ -100,8 +100,8 @@ def site() -> None:
     """Sites: one per domain."""
 
 
-# A domain is never an option: with unknown options taken as arguments, `spark site add -evil.example` reaches the domain
-# check (and is refused as a domain) instead of click's "no such option: -e"; `--` still ends the options as usual.
+# A domain is never an option: with unknown options taken as arguments, `spark site add -evil.example` reaches the
+# domain check (and is refused as a domain) instead of click's "no such option: -e"; `--` still ends the options.
 @site.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("domain")
 @click.option("--brand", help="brand name shown on the site (default: the domain)")
