@@ -26,6 +26,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
@@ -184,8 +185,6 @@ def mask_secrets(text: str, url: str | URL | None) -> str:
             secrets.add(userinfo.split(":", 1)[1])
     for match in re.finditer(r"(?:^|[?&\s])(?:ssl)?password=('(?:[^'\\]|\\.)*'|[^&\s]*)", raw):
         secrets.add(match.group(1).strip("'"))
-    from urllib.parse import quote, unquote
-
     secrets |= {unquote(s) for s in secrets} | {quote(s, safe="") for s in secrets}
     # and its pieces between URL delimiters: a URL parsed otherwise than meant puts them in host or database names
     secrets |= {piece for s in list(secrets) for piece in re.split(r"[@#:/?&]", unquote(s)) if len(piece) >= 4}

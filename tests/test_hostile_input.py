@@ -183,6 +183,20 @@ def test_text_postgresql_or_html_cannot_hold_is_refused_with_field_and_line(spar
     assert database_snapshot(engine) == before
 
 
+def test_a_raw_nul_byte_in_the_file_is_refused_with_its_line(spark, engine, tmp_path):
+    path = tmp_path / "campaign.yaml"
+    text = DEMO_BLUEPRINT.read_text()
+    path.write_text(text.replace("name: ", "name: Roof\0", 1))
+    before = database_snapshot(engine)
+
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    line = _line_of(path, "name: Roof")
+    assert result.exit_code == 1
+    assert f"{path}:{line}: not valid YAML: control characters are not allowed (U+0000)" in result.stderr
+    assert database_snapshot(engine) == before
+
+
 def test_tabs_and_newlines_are_ordinary_text(spark, tmp_path):
     path = _blueprint(tmp_path, lambda d: d["fragments"]["intro_hook"].__setitem__(0, "Roofs\tin\r\n{{city}}."))
     result = spark("campaign", "import", str(path), "--site", SITE)

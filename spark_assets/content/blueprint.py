@@ -517,9 +517,11 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc)
         if isinstance(exc, yaml.reader.ReaderError):  # a raw control character in the file: no mark, a position
             line = text.count("\n", 0, exc.position) + 1
-        reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            reason = f"{exc.reason} (U+{code:04X})"
         raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}", line)]) from None
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[Problem] = []
