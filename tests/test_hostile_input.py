@@ -183,6 +183,20 @@ def test_text_postgresql_or_html_cannot_hold_is_refused_with_field_and_line(spar
     assert database_snapshot(engine) == before
 
 
+def test_spintax_nested_too_deep_is_refused_with_field_line_and_position(spark, engine, tmp_path):
+    path = _blueprint(tmp_path, lambda d: d.update(headline_spintax_root="{x|" * 1000 + "y" + "}" * 1000))
+    before = database_snapshot(engine)
+
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    line = _line_of(path, "headline_spintax_root:")
+    assert result.exit_code == 1
+    assert (f"{path}:{line}: headline_spintax_root: malformed spintax: choices nested more than 20 deep at position 60"
+            in result.stderr), result.stderr
+    assert "RecursionError" not in result.output + result.stderr
+    assert database_snapshot(engine) == before
+
+
 def test_a_raw_nul_byte_in_the_file_is_refused_with_its_line(spark, engine, tmp_path):
     path = tmp_path / "campaign.yaml"
     text = DEMO_BLUEPRINT.read_text()
