@@ -316,6 +316,39 @@ def test_no_part_of_a_password_is_shown_whatever_its_form(monkeypatch, command, 
         assert part not in result.stdout + result.stderr
 
 
+def test_a_password_in_the_query_is_masked_when_the_server_answers_too(database_url, monkeypatch):
+    # the test server trusts local connections, so the password is ignored: the commands succeed and print the URL
+    with_password = database_url + ("&" if "?" in database_url else "?") + "password=Hunter2Sekr1tTaill"
+    for command in COMMANDS:
+        result = _run_with_url(monkeypatch, with_password, *command)
+        assert result.exit_code == 0, result.output
+        assert "Hunter2" not in result.output
+    status = _run_with_url(monkeypatch, with_password, "db", "status")
+    first_line = status.output.splitlines()[0]
+    assert first_line.startswith("database: postgresql+psycopg://") and ":***@" in first_line  # shown, masked
+
+
+@pytest.mark.parametrize("url, timeout", [("postgresql://spark@db.example/spark", 10),
+                                          ("postgresql://spark@db.example/spark?connect_timeout=3", "3")])
+def test_a_connection_attempt_gives_up_after_the_connect_timeout(url, timeout):
+    """libpq waits for ever by default, so an unreachable host (no refusal, just silence) would hang a command."""
+    import sqlalchemy as sa
+
+    from spark_resources.database import open_engine
+
+    engine = open_engine(url)
+    seen = {}
+
+    @sa.event.listens_for(engine, "do_connect")
+    def capture(dialect, record, cargs, cparams):
+        seen.update(cparams)
+        raise ConnectionAbortedError("not connecting: only the parameters are under test")
+
+    with pytest.raises(ConnectionAbortedError):
+        engine.connect()
+    assert seen["connect_timeout"] == timeout
+
+
 def test_a_driver_error_that_repeats_the_password_is_masked():
     from spark_resources.database import mask_secrets
 
