@@ -211,6 +211,22 @@ def test_a_raw_nul_byte_in_the_file_is_refused_with_its_line(spark, engine, tmp_
     assert database_snapshot(engine) == before
 
 
+@pytest.mark.parametrize(
+    "value, reason",
+    [("9" * 5000, "Exceeds the limit (4300 digits) for integer string conversion"), ("2026-13-45", "month must be in")],
+    ids=["5000-digit-integer", "impossible-date"],
+)
+def test_a_value_yaml_types_but_python_cannot_build_is_refused_with_its_line(spark, tmp_path, value, reason):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(DEMO_BLUEPRINT.read_text().replace("target_word_count: ", f"target_word_count: {value} #", 1))
+
+    result = spark("campaign", "import", str(path), "--site", SITE)
+
+    line = _line_of(path, "target_word_count:")
+    assert result.exit_code == 1
+    assert f"{path}:{line}: not valid YAML: value cannot be read: {reason}" in result.stderr, result.stderr
+
+
 def test_tabs_and_newlines_are_ordinary_text(spark, tmp_path):
     path = _blueprint(tmp_path, lambda d: d["fragments"]["intro_hook"].__setitem__(0, "Roofs\tin\r\n{{city}}."))
     result = spark("campaign", "import", str(path), "--site", SITE)

@@ -498,6 +498,15 @@ class _BlueprintLoader(_SafeEventLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # a scalar YAML types but Python cannot build (a 5,000-digit integer, the date 2026-13-45) raises ValueError,
+        # not a YAML error: said at the value's line like any other
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc).split(";")[0][:120]
+            raise _RefusedYaml(problem=f"value cannot be read: {reason}", problem_mark=node.start_mark) from None
+
 
 def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     """The composed node tree (for line numbers) and the Python data built from it, parsed once."""
