@@ -1,5 +1,7 @@
-"""Hostile or broken blueprints, as an operator would feed them to `spark campaign import`: each is refused with one
-clear message naming the file, line and field, in bounded time and memory, and nothing is written.
+"""Hostile or broken input, as an operator would give it to `spark` (issue 9): blueprints (YAML bombs, deep spintax,
+control characters, a name with no ASCII letters, offer HTML with scripts), DATABASE_URL values (bad, unreachable,
+passwords in every form libpq takes) and domains that look like options. Each is refused with one clear message saying
+what and where, in bounded time and memory, with no traceback and no part of a password, and nothing is written.
 
 The expanding ones (alias bombs, deep nesting, endless files) run in a child process under a 1 GiB memory limit and a
 timeout (tests/bounded.py), so a regression fails its test instead of taking the machine down."""
