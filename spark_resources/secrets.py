@@ -1,8 +1,8 @@
 """Provider credentials at rest: encrypted with Fernet (the `cryptography` package) under a key from the environment.
 
 `SPARK_FERNET_KEY` holds the key in production (see .env.example). For the embedded, local setup only (no DATABASE_URL),
-a key is generated once into `$SPARK_HOME/fernet.key` (mode 0600) so the offline demo needs no setup; a database given by
-DATABASE_URL never falls back to a file.
+a key is generated once into `$SPARK_HOME/fernet.key` (mode 0600, in a directory only its owner can read) so the offline
+demo needs no setup; a database given by DATABASE_URL never falls back to a file.
 
 `Secret` wraps a decrypted value so it cannot end up in a log, an exception or Dagster metadata by accident: its str and
 repr are masked, and the value is only read through `.reveal()` at the point of use (an HTTP header).
@@ -52,11 +52,11 @@ def _key(home: Path | None = None) -> bytes:
             f"{KEY_VARIABLE} is not set: generate one with "
             "`python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"`"
         )
-    from spark_resources.database import spark_home
+    from spark_resources.database import private_directory, spark_home
 
     path = (home or spark_home()) / "fernet.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())

@@ -7,11 +7,12 @@ import re
 from datetime import date
 from uuid import UUID
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from spark_assets.content.articles import SEO_DESCRIPTION_MAX, SEO_TITLE_MAX, ArticleAssembler, SiteInfo
-from spark_assets.content.blueprint import Blueprint, parse_blueprint
+from spark_assets.content import spintax
+from spark_assets.content.blueprint import Blueprint, offer_html_problems, parse_blueprint
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.permutations import PatternRef, Persona, iter_permutations
 from spark_assets.content.tokens import TOKENS, available_tokens
@@ -60,6 +61,7 @@ PERSONAS = [
     heading=SPINTAX,
 )
 def test_every_generated_text_is_free_of_spintax_and_tokens(headline, pattern, fragments, offer, question, answer, heading):
+    assume(not offer_html_problems(spintax.parse(offer)))  # random '<' and '>' can spell a tag the allow-list refuses
     data = {
         "name": "Property campaign",
         "headline_spintax_root": headline,

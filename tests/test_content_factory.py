@@ -220,7 +220,9 @@ def test_colliding_slugs_fail_the_run_with_a_clear_error_and_write_nothing(facto
     # pattern "guide-homeowner" x avatar "homeowner" and pattern "guide" x avatar "homeowner-homeowner" both slug to
     # "<city>-guide-homeowner-homeowner-<variant>": valid names each, one URL between them
     data["patterns"][1]["slug"] = "guide-homeowner"
-    data["avatars"].append({**data["avatars"][0], "slug": "homeowner-homeowner", "name": "Homeowner Two"})
+    # a copy, not shared lists: PyYAML would dump those as an anchor and aliases, which blueprints refuse
+    twin = json.loads(json.dumps(data["avatars"][0]))
+    data["avatars"].append({**twin, "slug": "homeowner-homeowner", "name": "Homeowner Two"})
     _import(engine, data)
     _run(factory, database, ["avatars", "campaign_blueprint", "campaign_geo", "cartesian_permutations", "headlines"])
     before = database_snapshot(engine)

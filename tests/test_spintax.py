@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import sys
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spark_assets.content import spintax as spintax_module
 from spark_assets.content.spintax import (
+    MAX_NESTING,
     Choice,
     Sequence,
     SpintaxError,
@@ -24,6 +27,8 @@ from spark_assets.content.spintax import (
     tokens,
     variation,
 )
+
+from .bounded import run_bounded
 
 VALUES = {"city": "Austin", "state": "Texas", "state_code": "TX", "avatar": "Busy Homeowner"}
 
@@ -286,6 +291,77 @@ def test_one_line_text_has_no_line_and_column():
 
 def test_spintax_error_is_a_value_error():
     assert issubclass(SpintaxError, ValueError)
+
+
+# --- hostile templates ---------------------------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> str:
+    """`{x|{x|...{x|y}...}}`: `depth` choices, each nested in the one before."""
+    return "{x|" * depth + "y" + "}" * depth
+
+
+def test_choices_nested_up_to_the_limit_are_accepted():
+    tree = parse(_nested(MAX_NESTING))
+    assert count_variations(tree) == MAX_NESTING + 1
+    assert variation(tree, MAX_NESTING, {}) == "y"
+
+
+def test_choices_nested_past_the_limit_are_an_error_at_the_brace_that_goes_too_deep():
+    error = parse_error("Roofs " + _nested(MAX_NESTING + 5))
+    assert MAX_NESTING == 20
+    assert str(error) == "choices nested more than 20 deep at position 66"  # "Roofs " + 20 x "{x|"
+    assert error.position == len("Roofs ") + 3 * MAX_NESTING
+
+
+def test_a_thousand_levels_of_nesting_are_refused_quickly_under_a_memory_limit():
+    result = run_bounded(
+        """
+        from spark_assets.content.spintax import SpintaxError, parse
+        for depth in (1_000, 100_000):
+            try:
+                parse("{x|" * depth + "y" + "}" * depth)
+            except SpintaxError as exc:
+                print(exc)
+        report()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("choices nested more than 20 deep at position 60") == 2
+    assert "Traceback" not in result.stderr
+
+
+def _calls_into_spintax(work) -> int:
+    """How many Python functions of the spintax module `work()` calls: a measure of work that does not depend on the
+    machine's speed."""
+    calls = 0
+    module = spintax_module.__file__
+
+    def profile(frame, event, arg):
+        nonlocal calls
+        if event == "call" and frame.f_code.co_filename == module:
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_counting_and_indexing_a_deep_and_wide_template_is_linear_in_its_size():
+    def index(depth: int, width: int):
+        tree = parse(" ".join([_nested(depth)] * width))
+        total = count_variations(tree)
+        return lambda: [variation(tree, i, {}) for i in (0, total // 2, total - 1)]
+
+    base = _calls_into_spintax(index(10, 20))
+    deeper = _calls_into_spintax(index(20, 20))
+    wider = _calls_into_spintax(index(10, 40))
+    # twice the nodes, about twice the work: each node's count is known, never recomputed for every level above it
+    assert deeper <= 2.2 * base
+    assert wider <= 2.2 * base
 
 
 # --- properties --------------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 For each permutation the assembler fills the tokens (geo target, persona, site), picks the headline (unique within the
 campaign where the spintax allows), then builds the article from the blueprint's outline: one fragment per pillar (more
-when the article is short of the campaign's target word count), the offer block, the FAQ, related links and links to the
-same article in nearby places. Every choice is made by a random generator seeded with the permutation id, so the same
-inputs give the same article on every run and every machine. The result carries SEO fields within their limits,
-schema.org JSON-LD and its provenance: which permutation, fragments, offer and blueprint version each part came from.
+when the article is short of the campaign's target word count), the offer block (its HTML sanitized by nh3), the FAQ,
+related links and links to the same article in nearby places. Every choice is made by a random generator seeded with the
+permutation id, so the same inputs give the same article on every run and every machine. The result carries SEO fields
+within their limits, schema.org JSON-LD and its provenance: which permutation, fragments, offer and blueprint version
+each part came from.
 
 Plain Python: no database and no dagster.
 """
@@ -24,7 +25,7 @@ from typing import Any, Mapping, Sequence
 from uuid import UUID
 
 from spark_assets.content import spintax
-from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
+from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint, sanitize_offer_html
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
@@ -243,7 +244,9 @@ class ArticleAssembler:
         offer_slug, offer_html = None, ""
         if OFFER_SECTION in self.blueprint.outline:
             offer_slug, offer = self.offer_templates[int(rng("pick:offer")() * len(self.offer_templates))]
-            offer_html = offer(html_values, rng(f"offer:{offer_slug}"))
+            # the blueprint's own HTML: refused at import if it holds anything the allow-list does not, and sanitized
+            # here too, so markup that only appears once spintax is put together is stripped as well
+            offer_html = sanitize_offer_html(offer(html_values, rng(f"offer:{offer_slug}")))
         faq = [
             (q(values, rng(f"faq:{i}:q")), a(values, rng(f"faq:{i}:a")))
             for i, (q, a) in enumerate(self.faq_templates)

@@ -5,6 +5,12 @@ unavailable `{{tokens}}`, unsafe slugs and bad URLs are all collected and report
 line, the field path and, for spintax, the position inside the text. `load_blueprint` either returns a `Blueprint` or raises
 `BlueprintError`; it never returns something half-valid.
 
+Hostile or broken input is refused before it can cost much: a file over `MAX_BLUEPRINT_BYTES` is not parsed, YAML
+anchors and aliases (the "billion laughs" expansion; blueprints have no use for them), nesting deeper than
+`MAX_YAML_DEPTH` and more than `MAX_YAML_VALUES` values stop the parser at their line, and text holding characters
+PostgreSQL or HTML cannot hold (NUL, other control characters) is reported with its field. Offer blocks' HTML is held to
+an allow-list (nh3's): a tag, attribute or link scheme the sanitizer would strip is refused, named.
+
 The format is documented field by field in the models below and shown in full in `examples/demo-roofing.yaml`.
 """
 
@@ -14,9 +20,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal
 
+import nh3
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +37,18 @@ from spark_assets.content.tokens import TOKENS, LocationMode, available_tokens, 
 OFFER_SECTION = "offer"
 FAQ_SECTION = "faq"
 _PILLAR_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+#: the largest blueprint file read: the demo's is 31 KB; anything near this is a mistake or an attack, refused unparsed
+MAX_BLUEPRINT_BYTES = 1024 * 1024
+#: the most YAML values (scalars, lists, mappings) a blueprint may hold: the demo has 321; each costs some 30 us to
+#: load and check, so this bounds a legal-looking file to well under a second
+MAX_YAML_VALUES = 20_000
+#: the deepest YAML nesting accepted (a blueprint needs 6: avatars[0].variants[0].slug); deeper would only exhaust the
+#: composer's recursion
+MAX_YAML_DEPTH = 20
+# Characters PostgreSQL text cannot store (NUL) or HTML does not allow (other C0/C1 controls, DEL, noncharacters), and
+# lone surrogates (not encodable as UTF-8). Tab, newline and carriage return are ordinary text.
+_FORBIDDEN_CHARACTER_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 
 
 def _slug(value: str) -> str:
@@ -97,7 +117,7 @@ class Pattern(_Strict):
 class OfferBlock(_Strict):
     slug: Slug
     name: NonEmpty
-    html: NonEmpty
+    html: NonEmpty = Field(description="HTML (spintax with tokens) within the allow-list of OFFER_HTML_TAGS/ATTRIBUTES")
 
 
 class FaqItem(_Strict):
@@ -189,6 +209,7 @@ class Blueprint(_Strict):
         uses_pain_point = any(
             token.name == "pain_point"
             for _, text in spintax_fields(self.model_dump(mode="json"))
+            if "pain_point" in text  # parse again only what can hold the token (a 1 MiB template takes seconds)
             for token in spintax.tokens(spintax.parse(text))
         )
         if uses_pain_point:
@@ -212,7 +233,12 @@ class Blueprint(_Strict):
             except ValueError as exc:
                 problems.append(str(exc))
         if self.slug is None and not slugify(self.name):
-            problems.append("name has no letters or digits to derive a slug from: set 'slug'")
+            # slugify keeps ASCII only: "Ремонт крыши" has letters, none of which can go in a URL-safe slug
+            has_letters = any(ch.isalnum() for ch in self.name)
+            problems.append(
+                f"name '{self.name}' has no {'ASCII ' if has_letters else ''}letters or digits to derive a slug from: "
+                "give the campaign a `slug:`, ASCII letters, digits and hyphens (e.g. 'roof-repair')"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -227,6 +253,141 @@ class Blueprint(_Strict):
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+
+# --- offer HTML ------------------------------------------------------------------------------------------------------
+# Offer blocks are the one place a blueprint writes raw HTML into articles. They are sanitized with nh3 (ammonia's
+# allow-list sanitizer) whenever an article is assembled, and anything the sanitizer would strip is refused at import,
+# named, so an operator never publishes something other than what they wrote.
+
+#: nh3's maintained list of harmless tags (no script, style, iframe, object, form, input, ...)
+OFFER_HTML_TAGS = frozenset(nh3.ALLOWED_TAGS)
+#: nh3's per-tag attributes, plus presentational ones on every tag and `rel` on links (rel="sponsored nofollow");
+#: no event handlers (on...), no style, no id (ids can clobber the page's scripts)
+OFFER_HTML_ATTRIBUTES = {tag: frozenset(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()} | {
+    "*": frozenset({"class", "title", "lang", "dir"}),
+    "a": frozenset(nh3.ALLOWED_ATTRIBUTES.get("a", set()) | {"title", "rel"}),
+}
+#: schemes a link or image may use; relative URLs ("/contact#quote") are always fine
+OFFER_URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "action", "formaction", "longdesc", "poster", "background"})
+_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+#: how many renders of an offer template are checked (each choice's options in turn), at most
+_OFFER_RENDERS_CHECKED = 64
+
+
+def sanitize_offer_html(markup: str) -> str:
+    """`markup` with everything outside the allow-list removed (nh3). Markup that passed `offer_html_problems` comes
+    back as it went in, but for how entities are spelled (`&#x27;` becomes `'`); `rel` is never added to links."""
+    return nh3.clean(
+        markup,
+        tags=set(OFFER_HTML_TAGS),
+        attributes={tag: set(names) for tag, names in OFFER_HTML_ATTRIBUTES.items()},
+        url_schemes=set(OFFER_URL_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+class _MarkupCheck(HTMLParser):
+    """What the sanitizer would strip from a piece of HTML, each said in a few words (`<script> is not allowed`)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def _refuse(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in OFFER_HTML_TAGS:
+            self._refuse(f"<{tag}> is not allowed")
+            return
+        allowed = OFFER_HTML_ATTRIBUTES.get(tag, frozenset()) | OFFER_HTML_ATTRIBUTES["*"]
+        for name, value in attrs:
+            if name.startswith("on"):
+                self._refuse(f"the event handler {name}= on <{tag}> is not allowed")
+            elif name not in allowed:
+                self._refuse(f"the attribute {name}= on <{tag}> is not allowed")
+            elif name in _URL_ATTRIBUTES and value:
+                # browsers ignore whitespace and control characters inside a scheme ("java\tscript:")
+                scheme = _SCHEME_RE.match("".join(ch for ch in value if ch > " "))
+                if scheme and scheme.group(1).lower() not in OFFER_URL_SCHEMES:
+                    self._refuse(
+                        f"{name}=\"{scheme.group(1)}:...\" on <{tag}> is not allowed: use "
+                        f"{', '.join(sorted(OFFER_URL_SCHEMES))} or a relative URL"
+                    )
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in OFFER_HTML_TAGS and f"<{tag}> is not allowed" not in self.problems:
+            self._refuse(f"</{tag}> is not allowed")
+
+    def handle_comment(self, data: str) -> None:
+        self._refuse("HTML comments (<!-- -->) are not allowed")
+
+    def handle_decl(self, decl: str) -> None:
+        self._refuse(f"<!{decl.split()[0] if decl.split() else ''}> is not allowed")
+
+    unknown_decl = handle_decl
+
+    def handle_pi(self, data: str) -> None:
+        self._refuse("<?...> processing instructions are not allowed")
+
+
+def offer_html_problems(tree: spintax.Sequence) -> list[str]:
+    """What the sanitizer would strip from an offer template, checked on its renders: each choice takes its options in
+    turn, so every option of every choice that is always reached is seen (nested ones as far as the renders go).
+    Anything missed here is still stripped when articles are assembled."""
+    check = _MarkupCheck()
+    visits: dict[int, int] = {}
+    choices: list[spintax.Choice] = []
+
+    def collect(seq: spintax.Sequence) -> None:
+        for node in seq.nodes:
+            if isinstance(node, spintax.Choice):
+                choices.append(node)
+                for option in node.options:
+                    collect(option)
+
+    def render(seq: spintax.Sequence, out: list[str]) -> None:
+        for node in seq.nodes:
+            if isinstance(node, spintax.Text):
+                out.append(node.value)
+            elif isinstance(node, spintax.Token):
+                out.append("x")  # a token's value is HTML-escaped text
+            else:
+                turn = visits.get(id(node), 0)
+                visits[id(node)] = turn + 1
+                render(node.options[turn % len(node.options)], out)
+
+    collect(tree)
+    for _ in range(_OFFER_RENDERS_CHECKED):
+        out: list[str] = []
+        render(tree, out)
+        check.feed("".join(out))
+        check.close()
+        check.reset()
+        if all(visits.get(id(choice), 0) >= len(choice.options) for choice in choices):
+            break
+    return check.problems
+
+
+def _offer_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+    offers = data.get("offer_blocks")
+    for i, offer in enumerate(offers if isinstance(offers, list) else []):
+        markup = offer.get("html") if isinstance(offer, dict) else None
+        if not isinstance(markup, str):
+            continue
+        try:
+            tree = spintax.parse(markup)
+        except spintax.SpintaxError:
+            continue  # reported as malformed spintax
+        path = ("offer_blocks", i, "html")
+        for message in offer_html_problems(tree):
+            yield Problem(format_path(path), message, _nearest_line(path, lines))
 
 
 def _require_unique(values: list[str], label: str) -> None:
@@ -245,7 +406,9 @@ class Problem:
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        # a message may quote the offending value: show its control characters as escapes, never raw on a terminal
+        return _FORBIDDEN_CHARACTER_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class BlueprintError(ValueError):
@@ -270,20 +433,105 @@ def load_blueprint(path: str | Path) -> Blueprint:
     """Read and completely validate a blueprint file, or raise BlueprintError listing every problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # at most one byte past the limit: /dev/zero or a huge file is not read whole
+            raw = handle.read(MAX_BLUEPRINT_BYTES + 1)
+        text = raw.decode("utf-8") if len(raw) <= MAX_BLUEPRINT_BYTES else None
     except (OSError, UnicodeDecodeError) as exc:
         raise BlueprintError(source, [Problem("", f"cannot read file: {exc}")]) from None
+    if text is None:
+        raise BlueprintError(source, [_too_large()])
     return parse_blueprint(text, source)
 
 
-def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
+def _too_large() -> Problem:
+    size = f"{MAX_BLUEPRINT_BYTES // 1024 // 1024} MiB ({MAX_BLUEPRINT_BYTES:,} bytes)"
+    return Problem("", f"file is larger than {size}, the most a blueprint may be: it was not read")
+
+
+class _RefusedYaml(yaml.MarkedYAMLError):
+    """YAML the blueprint loader refuses before composing it (anchors, aliases, deep nesting)."""
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    # libyaml scans and parses (a 1 MiB blueprint in about a second rather than 30), PyYAML's Python composer builds
+    # the nodes, so the checks below see every event; SafeConstructor and Resolver make it a safe loader
+    class _SafeEventLoader(
+        yaml.composer.Composer, yaml.cyaml.CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        def __init__(self, stream: str):
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml: the same checks, slower
+    _SafeEventLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+class _BlueprintLoader(_SafeEventLoader):
+    """The safe loader, refusing anchors and aliases at the event that holds them, and nesting past MAX_YAML_DEPTH.
+
+    PyYAML shares an aliased node rather than copying it, but everything that walks the document afterwards (the line
+    index, pydantic, JSON) expands it: nine nested aliases of nine items each are 387 million strings."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedYaml(problem=f"alias '*{event.anchor}': YAML aliases and anchors are not allowed in a "
+                                       "blueprint (write the value out)", problem_mark=event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _RefusedYaml(problem=f"anchor '&{event.anchor}': YAML aliases and anchors are not allowed in a "
+                                       "blueprint (write the value out)", problem_mark=event.start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _RefusedYaml(problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=event.start_mark)
+        self._values += 1
+        if self._values > MAX_YAML_VALUES:
+            raise _RefusedYaml(problem=f"more than {MAX_YAML_VALUES:,} values, the most a blueprint may hold",
+                               problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # a scalar YAML types but Python cannot build (a 5,000-digit integer, the date 2026-13-45) raises ValueError,
+        # not a YAML error: said at the value's line like any other
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc).split(";")[0][:120]
+            raise _RefusedYaml(problem=f"value cannot be read: {reason}", problem_mark=node.start_mark) from None
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree (for line numbers) and the Python data built from it, parsed once."""
+    loader = _BlueprintLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
+    if len(text) > MAX_BLUEPRINT_BYTES:  # characters, not bytes, but nothing that passes this is dangerous to parse
+        raise BlueprintError(source, [_too_large()])
+    try:
+        root, data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):  # a raw control character in the file: no mark, a position
+            line = text.count("\n", 0, exc.position) + 1
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            reason = f"{exc.reason} (U+{code:04X})"
         raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}", line)]) from None
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[Problem] = []
@@ -293,8 +541,10 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
         raise BlueprintError(source, [Problem("", "a blueprint must be a YAML mapping of fields (name, location, ...)")])
     if problems:  # duplicate keys: YAML would silently keep the last one
         raise BlueprintError(source, problems)
+    problems = list(_character_problems(data, (), lines))
     # Spintax and tokens are checked on the raw data too, so one run reports them beside any structural problem.
-    problems = list(_spintax_problems(data, lines))
+    problems += _spintax_problems(data, lines)
+    problems += _offer_problems(data, lines)
     try:
         blueprint = Blueprint.model_validate(data)
     except ValidationError as exc:
@@ -369,6 +619,32 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
                 reason = unavailable_reason(token.name, mode)
                 where = spintax.describe_position(text, token.position)
                 yield Problem(format_path(path), f"{reason} {where}", _nearest_line(path, lines))
+
+
+def _character_problems(value: Any, path: tuple[Any, ...], lines: dict) -> Iterator[Problem]:
+    """A problem for every key or text holding a character PostgreSQL or HTML cannot hold, with where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (bad := _FORBIDDEN_CHARACTER_RE.search(key)):
+                yield Problem(format_path(path + (key,)), f"the key {_describe_character(key, bad)}",
+                              _nearest_line(path + (key,), lines))
+            yield from _character_problems(item, path + (key,), lines)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _character_problems(item, path + (i,), lines)
+    elif isinstance(value, str) and (bad := _FORBIDDEN_CHARACTER_RE.search(value)):
+        yield Problem(format_path(path), _describe_character(value, bad), _nearest_line(path, lines))
+
+
+def _describe_character(text: str, match: re.Match) -> str:
+    code = ord(match.group())
+    name = "a NUL character (U+0000)" if code == 0 else f"the control character U+{code:04X}"
+    if 0xD800 <= code <= 0xDFFF:
+        name = f"a lone surrogate U+{code:04X}"
+    elif code >= 0xFDD0:
+        name = f"the noncharacter U+{code:04X}"
+    where = spintax.describe_position(text, match.start())
+    return f"contains {name} {where}: text cannot hold it (tab and newline can)"
 
 
 def _nearest_line(path: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:

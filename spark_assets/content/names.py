@@ -32,6 +32,8 @@ def normalize_domain(raw: str) -> str:
         raise InvalidName(f"'{raw}' has a port or is an IPv6 address: give the host name only")
     if any(ch.isspace() for ch in value):
         raise InvalidName(f"'{raw}' contains whitespace")
+    if value.startswith("-"):  # said plainly: on a command line it also looks like an option
+        raise InvalidName(f"'{raw}' is not a valid domain: a domain cannot start with a hyphen ('-')")
     if value.endswith("."):
         value = value[:-1]
     if value.isascii():  # checked label by label below, with messages that name the rule

@@ -11,6 +11,10 @@ Grammar (positions are 0-based character offsets into the template):
 A `|` outside any choice is literal text ("Roof Repair | Acme" is a fine title). At `{{` the parser first tries a token;
 if what follows is not `name}}` it is a choice whose first option starts with a nested choice (`{{a|b}|c}`).
 
+Choices nest at most `MAX_NESTING` deep (a parse error beyond, at the offending brace): no real template needs more, and
+a hostile one 1,000 deep would otherwise exhaust the stack. Every node knows its variation count, computed once when the
+tree is built, so counting and indexing never walk a subtree twice.
+
 Plain Python, no dagster: the content core is unit-tested and benchmarked on its own.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Union
 
 _TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -26,6 +30,8 @@ _TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # one-option choice that would print "pain-point" literally
 _TOKEN_LIKE_RE = re.compile(r"\{\{([^{}|]*)\}\}")
 _ESCAPABLE = "{}|\\"
+#: deepest nesting of choices a template may have ("{a|{b|c}}" is 2 deep)
+MAX_NESTING = 20
 
 
 class SpintaxError(ValueError):
@@ -62,6 +68,11 @@ class Token:
 class Choice:
     options: tuple["Sequence", ...]
     position: int
+    #: derivations of the choice (the sum over its options), computed once from the options' own counts
+    variations: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variations", sum(option.variations for option in self.options))
 
 
 Node = Union[Text, Token, Choice]
@@ -70,6 +81,21 @@ Node = Union[Text, Token, Choice]
 @dataclass(frozen=True, slots=True)
 class Sequence:
     nodes: tuple[Node, ...]
+    #: derivations of the sequence (the product over its choices), computed once: the tree is built bottom-up, so
+    #: counting a whole template is linear in its size
+    variations: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variations", _product([n.variations for n in self.nodes if isinstance(n, Choice)]))
+
+
+def _product(factors: list[int]) -> int:
+    """The product, multiplied pairwise: 200,000 choices in a row make a 200,000-bit count, and multiplying it up one
+    factor at a time would take quadratic time (seconds); pairwise it takes milliseconds."""
+    while len(factors) > 1:
+        paired = [factors[i] * factors[i + 1] for i in range(0, len(factors) - 1, 2)]
+        factors = paired + factors[len(paired) * 2:]
+    return factors[0] if factors else 1
 
 
 def parse(template: str) -> Sequence:
@@ -83,6 +109,7 @@ class _Parser:
     def __init__(self, template: str):
         self.text = template
         self.i = 0
+        self.depth = 0  # choices open around the current position
 
     def error(self, message: str, position: int) -> SpintaxError:
         return SpintaxError(message, self.text, position)
@@ -137,6 +164,9 @@ class _Parser:
 
     def choice(self) -> Choice:
         start = self.i
+        if self.depth >= MAX_NESTING:
+            raise self.error(f"choices nested more than {MAX_NESTING} deep", start)
+        self.depth += 1
         self.i += 1  # past "{"
         options: list[Sequence] = []
         while True:
@@ -150,6 +180,7 @@ class _Parser:
             closer = self.text[self.i]
             self.i += 1
             if closer == "}":
+                self.depth -= 1
                 return Choice(tuple(options), start)
             # closer == "|": another option follows
 
@@ -165,12 +196,8 @@ def tokens(seq: Sequence) -> Iterator[Token]:
 
 
 def count_variations(seq: Sequence) -> int:
-    """How many distinct derivations the template has, computed without enumerating them."""
-    total = 1
-    for node in seq.nodes:
-        if isinstance(node, Choice):
-            total *= sum(count_variations(option) for option in node.options)
-    return total
+    """How many distinct derivations the template has (known since the tree was built, never enumerated)."""
+    return seq.variations
 
 
 def render(seq: Sequence, values: Mapping[str, str], rng: random.Random) -> str:
@@ -207,14 +234,12 @@ def _variation_into(seq: Sequence, index: int, values: Mapping[str, str], out: l
         elif isinstance(node, Token):
             out.append(values[node.name])
         else:
-            sizes = [count_variations(option) for option in node.options]
-            width = sum(sizes)
-            index, local = divmod(index, width)
-            for option, size in zip(node.options, sizes):
-                if local < size:
+            index, local = divmod(index, node.variations)
+            for option in node.options:
+                if local < option.variations:
                     _variation_into(option, local, values, out)
                     break
-                local -= size
+                local -= option.variations
 
 
 # --- compiled rendering ---------------------------------------------------------------------------------------------

@@ -13,14 +13,22 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
-from spark_assets.content.names import InvalidName
+from spark_assets.content.names import InvalidName, normalize_domain
 from spark_assets.records.accounts import add_cloudflare_account, add_gsc_account, assign_accounts, list_accounts
 from spark_assets.records.publishing import approve, article_overview, publish
 from spark_assets.records.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
 from spark_resources import migrations
-from spark_resources.database import DatabaseUnavailable, describe_url, get_engine, open_engine
+from spark_resources.database import (
+    DatabaseUnavailable,
+    configured_url,
+    connection_failure,
+    describe_url,
+    get_engine,
+    open_engine,
+)
 from spark_resources.secrets import SecretKeyError
 
 #: errors that are the operator's to fix: shown as one message, never as a traceback
@@ -35,6 +43,9 @@ class SparkGroup(click.Group):
             return super().invoke(ctx)
         except OPERATOR_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except sa.exc.OperationalError as exc:  # the server went away, or was never there: one line, password masked
+            click.echo(f"error: {connection_failure(exc, configured_url())}", err=True)
             sys.exit(1)
 
 
@@ -57,10 +68,12 @@ def db_upgrade() -> None:
     engine = open_engine()
     try:
         applied = migrations.upgrade(engine)
-        click.echo(f"database: {describe_url(str(engine.url))}")
+        click.echo(f"database: {describe_url(engine.url)}")
         for migration in applied:
             click.echo(f"  applied {migration.filename}")
         click.echo(f"schema is current ({len(migrations.discover())} migrations)" if not applied else "done")
+    except sa.exc.OperationalError as exc:
+        raise connection_failure(exc, engine.url) from None
     finally:
         engine.dispose()
 
@@ -72,10 +85,12 @@ def db_status() -> None:
     try:
         with engine.connect() as conn:
             done = migrations.applied(conn)
-        click.echo(f"database: {describe_url(str(engine.url))}")
+        click.echo(f"database: {describe_url(engine.url)}")
         for migration in migrations.discover():
             click.echo(f"  {'applied' if migration.version in done else 'PENDING'}  {migration.filename}")
         migrations.pending(engine)  # raises if an applied file was edited or the database is newer than the code
+    except sa.exc.OperationalError as exc:
+        raise connection_failure(exc, engine.url) from None
     finally:
         engine.dispose()
 
@@ -85,13 +100,16 @@ def site() -> None:
     """Sites: one per domain."""
 
 
-@site.command("add")
+# A domain is never an option: with unknown options taken as arguments, `spark site add -evil.example` reaches the
+# domain check (and is refused as a domain) instead of click's "no such option: -e"; `--` still ends the options.
+@site.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("domain")
 @click.option("--brand", help="brand name shown on the site (default: the domain)")
 @click.option("--cloudflare-account", metavar="NICKNAME", help="the Cloudflare account to use (default: least loaded)")
 @click.option("--gsc-account", metavar="EMAIL", help="the Google account to use (default: least loaded)")
 def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc_account: str | None) -> None:
     """Register a site. Its partition appears in Dagster on the next tick of new_sites_sensor, which provisions it."""
+    normalize_domain(domain)  # a bad domain is refused before any connection is made
     with get_engine().begin() as conn:
         registered, created = add_site(conn, domain, brand)
         if cloudflare_account or gsc_account:
@@ -277,7 +295,7 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
     # server, daemon and run workers then join a running server. Started from inside Dagster's gRPC server instead,
     # pgserver's pg_ctl can crash when run as root (it forks to switch user while gRPC threads are running).
     engine = get_engine()
-    click.echo(f"database: {describe_url(str(engine.url))}")
+    click.echo(f"database: {describe_url(engine.url)}")
     for pool, limit in apply_pool_limits(DagsterInstance.get()).items():
         click.echo(f"pool {pool}: at most {limit} step(s) at once")
     env = dict(os.environ)
