@@ -16,17 +16,19 @@ The format is documented field by field in the models below and shown in full in
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
+import types
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
 
 import nh3
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spark_assets.content import spintax
 from spark_assets.content.geo_codes import US_STATE_CODES
@@ -73,6 +75,12 @@ class LocationTargeting(_Strict):
     states: list[str] = Field(default_factory=list, description="two-letter state codes; empty means all 50 + DC")
     min_population: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1, description="keep only the N most populous targets")
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _upper_case_states(cls, value: Any) -> Any:
+        # `states: [tx]` means Texas: codes are compared, stored and hashed in upper case
+        return [code.upper() if isinstance(code, str) else code for code in value] if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _known_states(self) -> "LocationTargeting":
@@ -532,7 +540,7 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
             line = text.count("\n", 0, exc.position) + 1
             code = exc.character if isinstance(exc.character, int) else ord(exc.character)
             reason = f"{exc.reason} (U+{code:04X})"
-        raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}", line)]) from None
+        raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}{_quoting_hint(text, exc)}", line)]) from None
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[Problem] = []
     if root is not None:
@@ -592,7 +600,7 @@ def _problem_from_pydantic(err: Any, lines: dict[tuple[str | int, ...], int]) ->
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        message = f"unknown field '{loc[-1]}'"
+        message = f"unknown field '{loc[-1]}'{_did_you_mean(str(loc[-1]), _known_fields(loc[:-1]), quote=repr)}"
         field = format_path(loc[:-1])
     elif kind == "missing":
         message = f"missing required field '{loc[-1]}'"
@@ -618,7 +626,67 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
             if token.name not in allowed:
                 reason = unavailable_reason(token.name, mode)
                 where = spintax.describe_position(text, token.position)
-                yield Problem(format_path(path), f"{reason} {where}", _nearest_line(path, lines))
+                # a misspelt token gets the nearest one this mode has; one from another mode needs no guess
+                hint = "" if token.name in TOKENS else _did_you_mean(token.name, allowed, quote=lambda t: f"{{{{{t}}}}}")
+                yield Problem(format_path(path), f"{reason} {where}{hint}", _nearest_line(path, lines))
+
+
+def _did_you_mean(name: str, choices: Any, quote: Any) -> str:
+    """"; did you mean X?" for the choice nearest to a misspelt `name` (difflib's ratio), or "" if none is close."""
+    nearest = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {quote(nearest[0])}?" if nearest else ""
+
+
+def _known_fields(path: tuple[str | int, ...]) -> list[str]:
+    """The field names of the model at `path` in a Blueprint (e.g. ('avatars', 0) -> Avatar's), or [] if `path` leads
+    to no model. Follows the annotations: list items by index, dict values by key, the model in an Optional."""
+    kind: Any = Blueprint
+    for part in path:
+        kind = _model_in(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(part, str):
+            field = kind.model_fields.get(part)
+            if field is None:
+                return []
+            kind = field.annotation
+        elif get_origin(kind) in (list, tuple) and isinstance(part, int):
+            kind = get_args(kind)[0]
+        elif get_origin(kind) is dict:
+            kind = get_args(kind)[1]
+        else:
+            return []
+    kind = _model_in(kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _model_in(kind: Any) -> Any:
+    """`kind` without the Annotated[...] and Optional[...] around it."""
+    while True:
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+            continue
+        if get_origin(kind) in (Union, types.UnionType):
+            args = [a for a in get_args(kind) if a is not type(None)]
+            if len(args) == 1:
+                kind = args[0]
+                continue
+        return kind
+
+
+def _quoting_hint(text: str, exc: yaml.YAMLError) -> str:
+    """A hint for the commonest YAML mistake in a blueprint: a value that starts with '{' (spintax or a {{token}}) is
+    read as a YAML mapping. Given when the line of the error, or of what it was parsing, has such a value."""
+    for mark in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)):
+        if mark is None:
+            continue
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        value = line.strip().removeprefix("- ")
+        key, colon, rest = value.partition(": ")
+        if colon and not key.startswith(("{", "'", '"')):
+            value = rest.strip()
+        if value.startswith("{"):
+            return f" (line {mark.line + 1}: a value that starts with '{{' is read as a YAML mapping: put it in quotes)"
+    return ""
 
 
 def _character_problems(value: Any, path: tuple[Any, ...], lines: dict) -> Iterator[Problem]:
