@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from spark_assets.content.blueprint import BlueprintError, load_blueprint
 from spark_assets.content.names import InvalidName, normalize_domain
 from spark_assets.records.accounts import add_cloudflare_account, add_gsc_account, assign_accounts, list_accounts
-from spark_assets.records.publishing import approve, article_overview, publish
-from spark_assets.records.registry import RegistryError, add_site, import_campaign, list_campaigns, list_sites
+from spark_assets.records.article_views import ARTICLE_STATUSES, campaign_counts, find_articles, get_article
+from spark_assets.records.publishing import approve, publish
+from spark_assets.records.registry import RegistryError, add_site, import_campaign, list_sites
 from spark_resources import migrations
 from spark_resources.database import (
     DatabaseUnavailable,
@@ -209,14 +210,33 @@ def campaign_import(blueprint: Path, site_domain: str) -> None:
 @campaign.command("list")
 @click.option("--site", "site_domain", help="only this site's campaigns")
 def campaign_list(site_domain: str | None) -> None:
-    """List campaigns and their partition keys."""
+    """List campaigns with their article counts and the verdict of their last quality check."""
     with get_engine().connect() as conn:
-        campaigns = list_campaigns(conn, site_domain)
+        campaigns = campaign_counts(conn, site_domain)
     if not campaigns:
         click.echo("no campaigns yet: import one with `spark campaign import BLUEPRINT --site DOMAIN`")
         return
+    width = max(len("CAMPAIGN"), *(len(c.partition_key) for c in campaigns))
+    click.echo(f"{'CAMPAIGN':{width}} {'STATUS':9} {'ARTICLES':>8} {'DRAFT':>6} {'APPROVED':>8} {'PUBLISHED':>9} "
+               f"{'ISSUES':>6}  QUALITY      NAME")
     for c in campaigns:
-        click.echo(f"{c.partition_key:56} {c.status:9} {c.name}")
+        click.echo(f"{c.partition_key:{width}} {c.status:9} {c.articles:>8} {c.drafts:>6} {c.approved:>8} "
+                   f"{c.published:>9} {c.with_issues:>6}  {c.verdict:12} {c.name}")
+
+
+@campaign.command("generate")
+@click.argument("key")
+def campaign_generate(key: str) -> None:
+    """Make the campaign's content now: blueprint, places, personas, permutations, headlines, articles and the quality
+    check, as Dagster runs the UI shows (the same instance as `spark demo` and `spark ui`)."""
+    from spark_assets.ops.generate import generate_campaign
+    from spark_assets.ops.materializing import MaterializeFailed
+
+    try:
+        generate_campaign(key, echo=click.echo)
+    except MaterializeFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.group()
@@ -247,15 +267,68 @@ def articles_publish(key: str) -> None:
 
 @articles.command("list")
 @click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
-@click.option("--limit", default=20, show_default=True)
-def articles_list(key: str, limit: int) -> None:
-    """Article counts by status, and the first few articles."""
+@click.option("--status", type=click.Choice(ARTICLE_STATUSES), help="only articles with this status")
+@click.option("--issue", metavar="NAME", help="only articles with this quality issue, e.g. near_duplicate")
+@click.option("--place", metavar="TEXT", help="only articles about a place whose name or key contains TEXT")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+def articles_list(key: str, status: str | None, issue: str | None, place: str | None, limit: int, offset: int) -> None:
+    """The campaign's articles (by slug) with their status and quality issues, a page at a time."""
     with get_engine().connect() as conn:
-        counts, sample = article_overview(conn, key, limit)
-    click.echo("  ".join(f"{status}: {count}" for status, count in counts) or "no articles yet")
-    for row in sample:
+        page = find_articles(conn, key, status=status, issue=issue, place=place, limit=limit, offset=offset)
+    if not page.counts:
+        click.echo("no articles yet: make them with `spark campaign generate " + key + "`")
+        return
+    click.echo("  ".join(f"{status}: {count}" for status, count in page.counts))
+    if not page.total:
+        click.echo("no articles match")
+        return
+    if not page.rows:
+        click.echo(f"no articles from {offset + 1}: there are {page.total}")
+        return
+    click.echo(f"showing {offset + 1}–{offset + len(page.rows)} of {page.total}")
+    for row in page.rows:
         issues = f"  [{', '.join(row.quality_issues)}]" if row.quality_issues else ""
         click.echo(f"{row.status:9} /{row.slug}/  {row.title}{issues}")
+    if offset + len(page.rows) < page.total:
+        click.echo(f"next page: --offset {offset + len(page.rows)}")
+
+
+@articles.command("show")
+@click.argument("slug")
+@click.option("--site", "site_domain", help="the site's domain, when several sites have an article with this slug")
+@click.option("--html", "as_html", is_flag=True, help="print the stored HTML instead of readable text")
+def articles_show(slug: str, site_domain: str | None, as_html: bool) -> None:
+    """One article as a reader sees it, with its status, quality issues and where it came from."""
+    from spark_assets.content.readable import readable_text
+
+    with get_engine().connect() as conn:
+        article = get_article(conn, slug, normalize_domain(site_domain) if site_domain else None)
+    click.echo(article.title)
+    click.echo(article.url)
+    click.echo(f"SEO title:       {article.seo_title or '-'}")
+    click.echo(f"SEO description: {article.seo_description or '-'}")
+    click.echo(f"status: {article.status}   words: {article.word_count or 0}   place: {article.place or '-'}   "
+               f"campaign: {article.campaign_key or '-'}")
+    click.echo(f"quality issues: {', '.join(article.quality_issues) or 'none'}")
+    click.echo(f"provenance: {_provenance_summary(article.provenance)}")
+    click.echo("")
+    click.echo(article.content if as_html else readable_text(article.content, site_domain=article.domain), nl=as_html)
+
+
+def _provenance_summary(provenance: dict | None) -> str:
+    """Where the article's parts came from, in one line (the ids are in the row's provenance column)."""
+    if not provenance:
+        return "none recorded"
+    fragments = provenance.get("fragments") or []
+    parts = [
+        f"combination {provenance.get('combination', '?')}",
+        f"{len(fragments)} fragment(s)",
+        f"{len(provenance.get('faq_fragment_ids') or [])} FAQ answer(s)",
+        "an offer block" if provenance.get("offer_block_id") else "no offer block",
+        f"blueprint {str(provenance.get('blueprint_hash') or '?')[:12]}",
+    ]
+    return ", ".join(parts)
 
 
 @main.command()

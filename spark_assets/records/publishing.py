@@ -171,20 +171,3 @@ def auto_publish(conn: Connection, campaign: Campaign) -> int:
         ),
         {"c": campaign.id},
     ).rowcount
-
-
-def article_overview(conn: Connection, key: str, limit: int) -> tuple[list[tuple[str, int]], list]:
-    """(status, count) pairs and the first `limit` articles of the campaign (by slug)."""
-    campaign = get_campaign(conn, key)
-    counts = conn.execute(
-        sa.text("SELECT status, count(*) FROM generated_articles WHERE campaign_id = :c GROUP BY 1 ORDER BY 1"),
-        {"c": campaign.id},
-    ).all()
-    sample = conn.execute(
-        sa.text(
-            """SELECT status, slug, title, quality_issues FROM generated_articles WHERE campaign_id = :c
-               ORDER BY slug LIMIT :n"""
-        ),
-        {"c": campaign.id, "n": limit},
-    ).all()
-    return [(r[0], r[1]) for r in counts], sample
