@@ -540,7 +540,8 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
             line = text.count("\n", 0, exc.position) + 1
             code = exc.character if isinstance(exc.character, int) else ord(exc.character)
             reason = f"{exc.reason} (U+{code:04X})"
-        raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}{_quoting_hint(text, exc)}", line)]) from None
+        hint = _quoting_hint(text, exc)
+        raise BlueprintError(source, [Problem("", f"not valid YAML: {reason}{hint}", line)]) from None
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[Problem] = []
     if root is not None:
@@ -627,7 +628,7 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
                 reason = unavailable_reason(token.name, mode)
                 where = spintax.describe_position(text, token.position)
                 # a misspelt token gets the nearest one this mode has; one from another mode needs no guess
-                hint = "" if token.name in TOKENS else _did_you_mean(token.name, allowed, quote=lambda t: f"{{{{{t}}}}}")
+                hint = "" if token.name in TOKENS else _did_you_mean(token.name, allowed, quote="{{{{{}}}}}".format)
                 yield Problem(format_path(path), f"{reason} {where}{hint}", _nearest_line(path, lines))
 
 

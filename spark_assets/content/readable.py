@@ -83,4 +83,5 @@ class _Reader(HTMLParser):
         parts = urlsplit(href)
         if parts.netloc and parts.netloc != self.site_domain:
             return href  # another site's link: the reader needs all of it
-        return parts.path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+        query = f"?{parts.query}" if parts.query else ""
+        return parts.path + query + (f"#{parts.fragment}" if parts.fragment else "")

@@ -30,7 +30,9 @@ def generate_campaign(key: str, echo: Callable[[str], None] = print) -> dict[str
         try:
             campaign = get_campaign(conn, key)
         except RegistryError:
-            raise RegistryError(f"campaign '{key}' is not registered: `spark campaign list` shows the campaigns") from None
+            raise RegistryError(
+                f"campaign '{key}' is not registered: `spark campaign list` shows the campaigns"
+            ) from None
         locations_loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM locations_states)")).scalar_one()
     key = campaign.partition_key
 

@@ -1,6 +1,6 @@
-"""Materialize assets one at a time in dependency order, with a progress line per asset, into the local Dagster instance:
-what `spark demo` and `spark campaign generate` share. Each asset is its own run, so the UI shows them as it shows the
-runs it launches itself, with their metadata and checks."""
+"""Materialize assets one at a time in dependency order, with a progress line per asset, into the local Dagster
+instance: what `spark demo` and `spark campaign generate` share. Each asset is its own run, so the UI shows them as it
+shows the runs it launches itself, with their metadata and checks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class MaterializeFailed(RuntimeError):
 
 
 def add_missing_partitions(instance: DagsterInstance, wanted: Iterable[tuple[str, str]]) -> list[str]:
-    """Add each (partitions definition name, key) the instance does not have yet, as the sensors would; the keys added."""
+    """Add each (partitions definition name, key) the instance does not have yet, as the sensors would; returns the
+    keys added."""
     added: list[str] = []
     for name, key in wanted:
         new = unseen([key], instance.get_dynamic_partitions(name))

@@ -116,7 +116,9 @@ def get_article(conn: Connection, slug: str, site_domain: str | None = None) -> 
     ).all()
     if not rows:
         where = f" on {site_domain}" if site_domain else ""
-        raise RegistryError(f"no article '{slug}'{where}: list a campaign's articles with `spark articles list --campaign KEY`")
+        raise RegistryError(
+            f"no article '{slug}'{where}: list a campaign's articles with `spark articles list --campaign KEY`"
+        )
     if len(rows) > 1:
         domains = ", ".join(r.domain for r in rows)
         raise RegistryError(f"'{slug}' is an article of several sites ({domains}): say which with --site DOMAIN")
