@@ -97,6 +97,24 @@ def test_campaign_generate_of_an_unknown_campaign_says_how_to_list_them(spark):
     assert result.stdout == ""
 
 
+def test_a_failed_asset_stops_campaign_generate_with_one_line_naming_it(spark, engine):
+    spark("site", "add", "gutters.example")
+    spark("campaign", "import", str(SMALL), "--site", "gutters.example")
+    with engine.begin() as conn:  # a stored blueprint that no longer validates: campaign_blueprint refuses it
+        conn.execute(sa.text("""UPDATE campaign_masters SET blueprint = blueprint - 'headline_spintax_root'"""))
+
+    result = spark("campaign", "generate", KEY)
+
+    assert result.exit_code == 1
+    # the first asset to read the stored blueprint fails (avatars reads every campaign's), and says why
+    failed = result.stderr.split(" failed: ")[0]
+    assert failed in ("error: avatars", f"error: campaign_blueprint [{KEY}]")
+    assert "validation error for Blueprint headline_spintax_root" in result.stderr
+    assert result.stderr.endswith("(the full log is in the Dagster UI: `spark ui`)\n")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert "quality gate" not in result.stdout  # no summary of a generation that did not happen
+
+
 def _site_with_articles(engine, domain: str, articles: list[dict], quality: bool | None = None) -> None:
     """A site, a campaign and hand-made article rows (and its quality report's verdict, if given)."""
     with engine.begin() as conn:

@@ -88,7 +88,9 @@ def _failure(result) -> str:
         while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
             error = error.cause
         if error is not None:
-            return error.message.strip()
+            # one line on the terminal, however many the exception had (a validation error lists one per field)
+            message = " ".join(line.strip() for line in error.message.splitlines() if line.strip())
+            return message if len(message) <= 400 else message[:399] + "…"
     return "unknown error"
 
 
