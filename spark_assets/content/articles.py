@@ -430,10 +430,6 @@ def _collapse(text: str) -> str:
     return _WHITESPACE_RE.sub(" ", text)
 
 
-def _escape_collapse(text: str) -> str:
-    return html.escape(_WHITESPACE_RE.sub(" ", text))
-
-
 def _fragment_literal(text: str) -> str:
     """A fragment's literal text as HTML: the allowed inline tags (blueprint.FRAGMENT_TAG_RE, checked at import) kept,
     everything else escaped, so a "<" in prose shows as "<"."""
