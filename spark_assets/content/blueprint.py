@@ -565,7 +565,8 @@ def parse_blueprint(text: str, source: str = "<blueprint>", warnings: list[Probl
         raise BlueprintError(source, problems)
     problems = list(_character_problems(data, (), lines))
     # Spintax and tokens are checked on the raw data too, so one run reports them beside any structural problem.
-    problems += _spintax_problems(data, lines)
+    found_warnings: list[Problem] = []
+    problems += _spintax_problems(data, lines, found_warnings)
     problems += _offer_problems(data, lines)
     problems += _fragment_problems(data, lines)
     try:
@@ -576,7 +577,7 @@ def parse_blueprint(text: str, source: str = "<blueprint>", warnings: list[Probl
         problems.sort(key=lambda p: (p.line or 0, p.field))
         raise BlueprintError(source, problems)
     if warnings is not None:
-        warnings += _suffix_warnings(data, lines)
+        warnings += found_warnings
     return blueprint
 
 
@@ -628,7 +629,11 @@ def _problem_from_pydantic(err: Any, lines: dict[tuple[str | int, ...], int]) ->
     return Problem(field, message, _nearest_line(loc, lines))
 
 
-def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+def _spintax_problems(
+    data: dict[str, Any], lines: dict[tuple[str | int, ...], int], warnings: list[Problem]
+) -> Iterator[Problem]:
+    """Malformed spintax, unknown or unavailable tokens, unknown forms; warnings (`{{variant}}s`) go to `warnings`,
+    found in the same pass (a 1 MiB template takes seconds to parse: once is enough)."""
     location = data.get("location")
     mode = location.get("mode") if isinstance(location, dict) else None
     # With no valid mode, only unknown tokens are reported here (the missing/invalid mode is reported by the model).
@@ -639,6 +644,7 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
         except spintax.SpintaxError as exc:
             yield Problem(format_path(path), f"malformed spintax: {exc}", _nearest_line(path, lines))
             continue
+        warnings += _suffix_warnings(path, text, tree, lines)
         for token in spintax.tokens(tree):
             if token.name not in allowed:
                 reason = unavailable_reason(token.name, mode)
@@ -658,26 +664,27 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
 _TOKEN_SUFFIX_RE = re.compile(r"(e?s|['’]s)(?![A-Za-z0-9])")
 
 
-def _suffix_warnings(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
-    for path, text in spintax_fields(data):
-        for token in spintax.tokens(spintax.parse(text)):  # the blueprint is valid: every field parses
-            end = spintax.token_end(text, token.position)
-            suffix = _TOKEN_SUFFIX_RE.match(text, end)
-            if suffix and token.name in RECASED_TOKENS | {"city", "county", "state", "location", "brand"}:
-                form = "possessive" if suffix.group(1)[0] in "'’" else "plural"
-                wanted = ":".join((token.name,) + token.forms + (form,))
-                written = text[token.position:suffix.end()]
-                yield Problem(
-                    format_path(path),
-                    f"'{written}' {spintax.describe_position(text, token.position)}: write '{{{{{wanted}}}}}' "
-                    "(a letter added after a token is not grammar: 'Family' + 's' reads 'Familys')",
-                    _nearest_line(path, lines),
-                )
+def _suffix_warnings(
+    path: tuple[str | int, ...], text: str, tree: spintax.Sequence, lines: dict[tuple[str | int, ...], int]
+) -> Iterator[Problem]:
+    for token in spintax.tokens(tree):
+        end = spintax.token_end(text, token.position)
+        suffix = _TOKEN_SUFFIX_RE.match(text, end)
+        if suffix and token.name in RECASED_TOKENS | {"city", "county", "state", "location", "brand"}:
+            form = "possessive" if suffix.group(1)[0] in "'’" else "plural"
+            wanted = ":".join((token.name,) + token.forms + (form,))
+            written = text[token.position:suffix.end()]
+            yield Problem(
+                format_path(path),
+                f"'{written}' {spintax.describe_position(text, token.position)}: write '{{{{{wanted}}}}}' "
+                + ("('Family' + 's' reads 'Familys')" if form == "plural" else "(it writes 'Dallas's' but 'homeowners'')"),
+                _nearest_line(path, lines),
+            )
 
 
 # --- fragment HTML ---------------------------------------------------------------------------------------------------
 # Fragments are prose with a little inline markup. The allowed tags must be written in exactly one form each, so the
-# renderer can tell markup from prose without parsing HTML: a match of _FRAGMENT_TAG_RE renders as HTML, anything else
+# renderer can tell markup from prose without parsing HTML: a match of FRAGMENT_TAG_RE renders as HTML, anything else
 # is escaped text; at import every "<" that starts something tag-like must be such a match, or it is refused.
 
 #: the tags a fragment may hold
