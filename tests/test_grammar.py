@@ -231,3 +231,14 @@ def test_escaped_markup_in_an_article_is_an_issue_the_gate_can_count():
     assert "&lt;strong&gt;If you smell gas" in articles[0].content  # FAQ answers are text, not HTML
     assert all("visible_escaped_markup" in a.issues for a in articles)
     assert not any("visible_escaped_markup" in a.issues for a in assemble_all(hvac_blueprint()))
+
+
+def test_our_article_rules_for_ordinary_words_agree_with_inflect():
+    """grammar.py spells out inflect's a/an rules so articles do not cost inflect's import (seconds per process)."""
+    import inflect
+
+    engine = inflect.engine()
+    words = ["office", "energy-conscious", "oklahoma", "utah", "idaho", "ohio", "hour", "honest", "heir", "unicorn",
+             "uniform", "unimportant", "uneven", "umbrella", "urban", "usual", "user", "european", "one-time", "onerous",
+             "busy", "elderly", "hvac", "rising", "ukulele"]
+    assert {w: grammar.indefinite_article(w) for w in words} == {w: engine.a(w).split(" ", 1)[0] for w in words}

@@ -19,7 +19,8 @@ sentence case), article. Place and site tokens (`PROPER_NAME_TOKENS`) are never 
 
 Acronyms: the article follows the sound. A word of two or more capitals is read letter by letter ("an HVAC", "an SEO",
 "an FAQ", "an MRI", "a URL", "a UFO") unless it is in `WORD_ACRONYMS`, which are read as words ("a NASA", "an OSHA").
-Everything else is inflect's (it knows "an hour", "a unicorn", "a European", "an 8", "an 11").
+Other words follow inflect's rules ("an hour", "a unicorn", "a European", "a one-time buyer"), numbers how they are
+said ("an 8", "an 11", "an 18,000"; inflect says "a 8"). Plurals are inflect's, imported on first use.
 
 `prepare` rewrites a parsed template so that grammar is part of each token's rendering, at compile time:
 - a literal "a"/"an" (or "A"/"An") written directly before a token (also as a choice's option: `{the|a} {{avatar}}`) is
@@ -65,6 +66,12 @@ _VOWEL_SOUND_LETTERS = frozenset("AEFHILMNORSX")
 _TITLE_SMALL_WORDS = frozenset(
     "a an the and but or nor for of in on at to by up as via per with from into over".split()
 )
+# inflect's a/an rules for words, in two patterns (importing inflect takes seconds, see _inflect; plurals need it,
+# articles do not): a silent h takes "an", a vowel letter that sounds like "you" or "w" takes "a"
+_SILENT_H_RE = re.compile(r"(?:hour|honest|hono(?:u)?r|heir|herb)")
+_VOWEL_LETTER_CONSONANT_SOUND_RE = re.compile(
+    r"(?:one(?![a-z])|once|eu|ewe|uni(?:[^nmd]|mo)|u[bcfhjkqrst][aeiou]|ur[aeiou]|usu|use)"
+)
 #: prepositions that end a noun phrase's head: the head of "Owner of a Small Business" is "Owner"
 _HEAD_ENDING_WORDS = frozenset("of in for with at from on by under over without near".split())
 
@@ -94,8 +101,12 @@ def indefinite_article(text: str) -> str:
         # said aloud: "an 8", "an 80", "an 11", "an 18,000" (inflect says "a 8"); the leading group is what is heard
         group = re.match(r"[0-9]+", text.lstrip()).group()
         return "an" if group[0] == "8" or (len(group) % 3 == 2 and group[:2] in ("11", "18")) else "a"
-    # inflect decides on the word as a common noun: lower-cased, because it treats some capitalised words specially
-    return _inflect().a(word.lower()).split(" ", 1)[0]
+    word = word.lower()
+    if _SILENT_H_RE.match(word):
+        return "an"
+    if _VOWEL_LETTER_CONSONANT_SOUND_RE.match(word):
+        return "a"
+    return "an" if word[0] in "aeiou" else "a"
 
 
 @lru_cache(maxsize=1 << 14)
@@ -125,10 +136,9 @@ def possessive(text: str, *, plural: bool = False, proper: bool = False) -> str:
     return text + "'s"
 
 
-@lru_cache(maxsize=1 << 12)
 def _looks_plural(text: str) -> bool:
-    last = text.rsplit(" ", 1)[-1].rsplit("-", 1)[-1]
-    return not last.lower().endswith("ss") and bool(_inflect().singular_noun(last.lower()))
+    # "homeowners", "Families": a final s that is not part of a singular ending ("business", "campus", "analysis")
+    return not text.lower().endswith(("ss", "us", "is"))
 
 
 def title_case(text: str) -> str:
