@@ -7,7 +7,8 @@ colon cannot be read as spintax (`{{avatar|plural}}` would be a nested choice). 
                 `A` capitalises the article (a sentence start)
     plural      the head noun pluralised, its case kept: "Energy-Conscious Family" -> "Energy-Conscious Families",
                 "Owner of a Small Business" -> "Owners of a Small Business", "HVAC" -> "HVACs"
-    possessive  "Dallas's", "Office Manager's"; after `plural` (or on a plural common noun) "homeowners'"
+    possessive  "Dallas's", "Office Manager's"; after `plural`, or on a persona ending in an s that is not "ss", "us"
+                or "is", an apostrophe alone: "homeowners'"
     title       title case for headings: every word capitalised but short function words inside ("Leaks in the Attic")
     lower       mid-sentence case: Title-Case words lower-cased ("Busy Homeowner" -> "busy homeowner"); acronyms and
                 words with inner capitals kept ("HVAC Technician" -> "HVAC technician", "McAllen")
@@ -28,7 +29,8 @@ said ("an 8", "an 11", "an 18,000"; inflect says "a 8"). Plurals are inflect's, 
 - case by position, for the tokens in `RECASED_TOKENS` (personas, pain points) without a case form of their own: in
   title contexts (headline, patterns, headings) they render in title case; in sentence contexts (fragments, FAQ,
   offers) in `lower` case mid-sentence and `lower:cap` at the start of a sentence (the template's start, or after
-  ".", "!" or "?", HTML tags not counting).
+  ".", "!" or "?", HTML tags not counting). A persona that holds a proper name ("Texas Homeowner") would read
+  "texas homeowner" mid-sentence: write `{{avatar:keep}}` there (words with inner capitals, "McAllen", are kept anyway).
 
 Values with forms are looked up by key (`avatar:a:lower`) in a `FormedValues` mapping, which computes a key the first time
 an article asks for it from a per-value cache. Plain Python, no dagster.
