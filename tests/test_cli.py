@@ -158,6 +158,17 @@ BAD_BLUEPRINTS = [
     ),
     pytest.param(_set("location.states", ["TX", "XX"]), ["unknown state code(s) 'XX'"], id="unknown-state"),
     pytest.param(_set("outline", ["intro_hook", "pillar_9"]), ["outline section 'pillar_9'"], id="bad-outline"),
+    pytest.param(
+        _set("patterns.0.logic", "Help for {{variant:plurl}}"),
+        ["patterns[0].logic: unknown form 'plurl' in '{{variant:plurl}}' at position 9 (known forms: a, A, plural"],
+        id="unknown-token-form",
+    ),
+    pytest.param(
+        _set("fragments.conclusion.0", 'Call us <script>alert(1)</script> or <a href="javascript:x()">here</a>.'),
+        ["fragments.conclusion[0]: <script> is not allowed at position 8",
+         'fragments.conclusion[0]: <a href="javascript:x()"> is not allowed at position 37'],
+        id="fragment-markup",
+    ),
 ]
 
 
@@ -178,6 +189,18 @@ def test_a_bad_blueprint_is_refused_with_file_field_and_position_and_nothing_is_
         assert phrase in result.output
     assert "Traceback" not in result.output
     assert database_snapshot(engine) == before
+
+
+def test_a_blueprint_with_warnings_imports_and_the_warnings_are_printed_with_file_line_field_and_position(
+    spark, engine, tmp_path
+):
+    spark("site", "add", "demo-roofing.example")
+    path = _blueprint(tmp_path, _set("headings.conclusion", "Next Steps for {{variant}}s"))
+    result = spark("campaign", "import", str(path), "--site", "demo-roofing.example")
+    assert result.exit_code == 0, result.output
+    assert "created: demo-roofing.example/roof-repair-replacement" in result.output
+    assert f"warning: {path}:" in result.output
+    assert "headings.conclusion: '{{variant}}s' at position 15: write '{{variant:plural}}'" in result.output
 
 
 def test_every_problem_in_a_blueprint_is_reported_at_once(spark, tmp_path):

@@ -24,8 +24,16 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 from uuid import UUID
 
-from spark_assets.content import spintax
-from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint, sanitize_offer_html
+from spark_assets.content import grammar, spintax
+from spark_assets.content.blueprint import (
+    FAQ_SECTION,
+    FRAGMENT_TAG_RE,
+    OFFER_SECTION,
+    Blueprint,
+    sanitize_fragment_html,
+    sanitize_offer_html,
+)
+from spark_assets.content.markup import has_visible_escaped_markup
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
@@ -112,19 +120,25 @@ class ArticleAssembler:
         self.blueprint_hash = blueprint_hash
         self.generated_on = generated_on
         self.taken_slugs = taken_slugs
-        self.headline_tree = spintax.parse(blueprint.headline_spintax_root)
+        # grammar (articles agreeing with token values, case by position) is compiled into every template's tokens
+        self.headline_tree = grammar.prepare(spintax.parse(blueprint.headline_spintax_root), "title")
         self.headline_variations = spintax.count_variations(self.headline_tree)
         # templates become Python functions f(values, random) -> str; fragments, the bulk of every article, are compiled
-        # with their literal text already HTML-escaped
-        compile_ = lambda text: spintax.compile_function(spintax.compile_template(spintax.parse(text), _collapse))  # noqa: E731
-        compile_html = lambda text: spintax.compile_function(  # noqa: E731
-            spintax.compile_template(spintax.parse(text), _escape_collapse)
-        )
-        self.pattern_templates = {p.slug: compile_(p.logic) for p in blueprint.patterns}
+        # with their literal text already HTML-escaped (but for the allowed inline tags)
+        def compile_(text: str, context: grammar.Context = "sentence", literal=_collapse):
+            tree = grammar.prepare(spintax.parse(text), context)
+            return spintax.compile_function(spintax.compile_template(tree, literal))
+
+        self.pattern_templates = {p.slug: compile_(p.logic, "title") for p in blueprint.patterns}
         self.fragment_templates = {
-            pillar: [compile_html(t) for t in texts] for pillar, texts in blueprint.fragments.items()
+            pillar: [compile_(t, literal=_fragment_literal) for t in texts] for pillar, texts in blueprint.fragments.items()
         }
-        self.heading_templates = {pillar: compile_(t) for pillar, t in blueprint.headings.items()}
+        # fragments whose text holds allowed tags: their renders are sanitized again (nh3), like offers
+        self.fragments_with_markup = {
+            (pillar, i) for pillar, texts in blueprint.fragments.items() for i, t in enumerate(texts)
+            if FRAGMENT_TAG_RE.search(_collapse(t))
+        }
+        self.heading_templates = {pillar: compile_(t, "title") for pillar, t in blueprint.headings.items()}
         self.offer_templates = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
         self.faq_templates = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
@@ -143,7 +157,7 @@ class ArticleAssembler:
 
     # --- tokens -------------------------------------------------------------------------------------------------
 
-    def token_values(self, perm: Permutation) -> dict[str, str]:
+    def token_values(self, perm: Permutation) -> grammar.FormedValues:
         geo, persona = perm.geo, perm.persona
         geo_values = self._geo_values.get(geo.key)
         if geo_values is None:
@@ -157,28 +171,29 @@ class ArticleAssembler:
             }
         draw = _random_stream(perm.id.bytes + b"pain_point")()
         pain = persona.pain_points[int(draw * len(persona.pain_points))] if persona.pain_points else ""
-        return {
+        return grammar.FormedValues({
             **geo_values,
             "avatar": persona.avatar_name,
             "variant": persona.variant_name,
             "pain_point": pain,
             **self._site_values,
-        }
+        })
 
-    def _escaped_values(self, perm: Permutation, values: Mapping[str, str]) -> dict[str, str]:
-        """`values` HTML-escaped; geo and site values are escaped once per campaign, not once per article."""
+    def _escaped_values(self, perm: Permutation, values: Mapping[str, str]) -> grammar.FormedValues:
+        """`values` HTML-escaped; geo and site values are escaped once per campaign, not once per article. A token's
+        forms are applied to the raw value, then escaped."""
         escaped_geo = self._escaped_geo.get(perm.geo.key)
         if escaped_geo is None:
             escaped_geo = self._escaped_geo[perm.geo.key] = {
                 k: html.escape(v) for k, v in self._geo_values[perm.geo.key].items()
             }
-        return {
+        return grammar.FormedValues({
             **escaped_geo,
             **self._escaped_site,
             "avatar": html.escape(values["avatar"]),
             "variant": html.escape(values["variant"]),
             "pain_point": html.escape(values["pain_point"]),
-        }
+        }, raw=values, escape=html.escape)
 
     # --- headlines ----------------------------------------------------------------------------------------------
 
@@ -238,8 +253,7 @@ class ArticleAssembler:
             p: [int(rng(f"pick:{p}")() * len(self.fragment_templates[p]))] for p in self.pillars
         }
         texts: dict[str, list[str]] = {
-            p: [self.fragment_templates[p][i](html_values, rng(f"{p}:{i}")) for i in idx]
-            for p, idx in chosen.items()
+            p: [self._fragment(p, i, html_values, rng) for i in idx] for p, idx in chosen.items()
         }
         offer_slug, offer_html = None, ""
         if OFFER_SECTION in self.blueprint.outline:
@@ -255,7 +269,7 @@ class ArticleAssembler:
 
         target = self.blueprint.target_word_count
         words = (
-            sum(len(t.split()) for ts in texts.values() for t in ts)  # fragments hold no tags
+            sum(_fragment_words(t) for ts in texts.values() for t in ts)
             + word_count(offer_html)
             + sum(word_count(q) + word_count(a) for q, a in faq)
         )
@@ -271,9 +285,9 @@ class ArticleAssembler:
                 while nxt in used:
                     nxt = (nxt + 1) % alternatives
                 used.append(nxt)
-                extra = self.fragment_templates[pillar][nxt](html_values, rng(f"{pillar}:{nxt}"))
+                extra = self._fragment(pillar, nxt, html_values, rng)
                 texts[pillar].append(extra)
-                words += len(extra.split())
+                words += _fragment_words(extra)
                 if words >= target * 0.9:
                     break
 
@@ -286,7 +300,7 @@ class ArticleAssembler:
                 body.append(f'<section class="faq"><h2>Frequently Asked Questions</h2>{items}</section>')
             else:
                 heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
-                paragraphs = "".join(f"<p>{t}</p>" for t in texts[section])  # escaped when compiled
+                paragraphs = "".join(_paragraph(t) for t in texts[section])  # escaped when compiled
                 body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
         if self.related_html:
             body.append(self.related_html)
@@ -298,7 +312,7 @@ class ArticleAssembler:
             body.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{links}</ul></nav>')
         content = "\n".join(body)
 
-        intro = html.unescape(texts[self.pillars[0]][0]) if self.pillars else title
+        intro = html.unescape(_TAG_RE.sub("", texts[self.pillars[0]][0])) if self.pillars else title
         seo_title = headline if len(headline) <= SEO_TITLE_MAX else truncate_words(headline, SEO_TITLE_MAX)
         if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
             seo_title = f"{seo_title} | {self.site.brand}"
@@ -316,6 +330,8 @@ class ArticleAssembler:
             issues.append("word_count_high")
         if any(ch in text for text in (title, seo_title, seo_description, content) for ch in "{}"):
             issues.append("unresolved_markup")
+        if has_visible_escaped_markup(content):  # e.g. "&lt;strong&gt;" a reader would see as text
+            issues.append("visible_escaped_markup")
 
         provenance = {
             "permutation_id": str(perm.id),
@@ -354,6 +370,10 @@ class ArticleAssembler:
             "\x1f".join((slug, title, headline, seo_title, seo_description, content, schema_text)).encode()
         ).hexdigest()
         return replace(article, content_hash=digest, schema_text=schema_text)
+
+    def _fragment(self, pillar: str, index: int, html_values: Mapping[str, str], rng) -> str:
+        text = self.fragment_templates[pillar][index](html_values, rng(f"{pillar}:{index}"))
+        return sanitize_fragment_html(text) if (pillar, index) in self.fragments_with_markup else text
 
     def _schema(
         self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
@@ -410,8 +430,31 @@ def _collapse(text: str) -> str:
     return _WHITESPACE_RE.sub(" ", text)
 
 
-def _escape_collapse(text: str) -> str:
-    return html.escape(_WHITESPACE_RE.sub(" ", text))
+def _fragment_literal(text: str) -> str:
+    """A fragment's literal text as HTML: the allowed inline tags (blueprint.FRAGMENT_TAG_RE, checked at import) kept,
+    everything else escaped, so a "<" in prose shows as "<"."""
+    text = _WHITESPACE_RE.sub(" ", text)
+    out, end = [], 0
+    for tag in FRAGMENT_TAG_RE.finditer(text):
+        out.append(html.escape(text[end:tag.start()]))
+        out.append(tag.group())
+        end = tag.end()
+    out.append(html.escape(text[end:]))
+    return "".join(out)
+
+
+_BLOCK_TAGS = ("<p>", "<ul>", "<ol>")
+
+
+def _paragraph(fragment: str) -> str:
+    """A rendered fragment as body HTML: a paragraph, unless it brings its own block markup (never <p> in a <p>)."""
+    if "<" not in fragment or not any(tag in fragment for tag in _BLOCK_TAGS):
+        return f"<p>{fragment}</p>"
+    return fragment if fragment.startswith(_BLOCK_TAGS) else f"<div>{fragment}</div>"
+
+
+def _fragment_words(fragment: str) -> int:
+    return len(fragment.split()) if "<" not in fragment else word_count(fragment)
 
 
 _UNPACK_16 = struct.Struct("<16I").unpack

@@ -11,6 +11,27 @@ anchors and aliases (the "billion laughs" expansion; blueprints have no use for 
 PostgreSQL or HTML cannot hold (NUL, other control characters) is reported with its field. Offer blocks' HTML is held to
 an allow-list (nh3's): a tag, attribute or link scheme the sanitizer would strip is refused, named.
 
+Fragments may carry a small set of inline HTML, written exactly in these forms: `<strong>`, `<em>`, `<p>`, `<ul>`, `<ol>`,
+`<li>` (and their closing tags), `<br>` and `<a href="...">...</a>` whose href is a site path starting with "/" (not "//")
+or an https:// URL. Nothing else (no attributes but that href, no other tag, comment or scheme) and no tag split by
+spintax or a token: anything else that reads as a tag is refused at import with its field and position
+(`fragments.intro[2]: <script> is not allowed at position 0`). The allowed tags render as HTML (and are sanitized with nh3
+again when rendered); all other literal text is escaped ("<" in prose shows as "<"), and token values are always escaped.
+
+Tokens take forms after colons: `{{avatar:a}}` ("an Office Manager"), `{{variant:plural}}`, `{{city:possessive}}`,
+`{{pain_point:title}}`, `{{avatar:lower}}`, `{{avatar:cap}}` / `upper`, `{{avatar:keep}}`; forms combine
+(`{{variant:plural:lower}}`) and always apply as plural, possessive, case, article (grammar.py says each). An unknown form
+is refused with its field, line and position. Grammar is automatic where the position says it:
+- a literal "a"/"an" ("A"/"An") directly before a token, also as the last word of a choice's option (`{the|a} {{avatar}}`),
+  agrees with the value: "a {{avatar}}" renders "an Office Manager";
+- personas, variants and pain points (not places, the brand or the domain, which keep their case as written) render in
+  title case in headline_spintax_root, patterns and headings, and in lower case mid-sentence in fragments, FAQ and offers
+  ("HVAC technician": acronyms keep their capitals), with a capital first letter at a sentence start; a case form of
+  the operator's own (`title`, `lower`, `cap`, `upper`, `keep`) overrides this.
+A token directly followed by "s", "es" or "'s" (`{{variant}}s`) is a warning, not an error: it names the form to use
+(`{{variant:plural}}`, `{{variant:possessive}}`). `parse_blueprint` and `load_blueprint` return warnings in the list
+passed as `warnings`.
+
 The format is documented field by field in the models below and shown in full in `examples/demo-roofing.yaml`.
 """
 
@@ -30,10 +51,10 @@ import nh3
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spark_assets.content import spintax
+from spark_assets.content import grammar, spintax
 from spark_assets.content.geo_codes import US_STATE_CODES
 from spark_assets.content.names import InvalidName, slugify, validate_slug
-from spark_assets.content.tokens import TOKENS, LocationMode, available_tokens, unavailable_reason
+from spark_assets.content.tokens import RECASED_TOKENS, TOKENS, LocationMode, available_tokens, unavailable_reason
 
 #: outline entries that are not fragment pillars
 OFFER_SECTION = "offer"
@@ -437,8 +458,9 @@ def format_path(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def load_blueprint(path: str | Path) -> Blueprint:
-    """Read and completely validate a blueprint file, or raise BlueprintError listing every problem."""
+def load_blueprint(path: str | Path, warnings: list[Problem] | None = None) -> Blueprint:
+    """Read and completely validate a blueprint file, or raise BlueprintError listing every problem. Warnings (what
+    imports but likely reads wrong) are appended to `warnings` when it is given."""
     source = str(path)
     try:
         with open(path, "rb") as handle:  # at most one byte past the limit: /dev/zero or a huge file is not read whole
@@ -448,7 +470,7 @@ def load_blueprint(path: str | Path) -> Blueprint:
         raise BlueprintError(source, [Problem("", f"cannot read file: {exc}")]) from None
     if text is None:
         raise BlueprintError(source, [_too_large()])
-    return parse_blueprint(text, source)
+    return parse_blueprint(text, source, warnings)
 
 
 def _too_large() -> Problem:
@@ -527,7 +549,7 @@ def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
+def parse_blueprint(text: str, source: str = "<blueprint>", warnings: list[Problem] | None = None) -> Blueprint:
     if len(text) > MAX_BLUEPRINT_BYTES:  # characters, not bytes, but nothing that passes this is dangerous to parse
         raise BlueprintError(source, [_too_large()])
     try:
@@ -552,8 +574,10 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
         raise BlueprintError(source, problems)
     problems = list(_character_problems(data, (), lines))
     # Spintax and tokens are checked on the raw data too, so one run reports them beside any structural problem.
-    problems += _spintax_problems(data, lines)
+    found_warnings: list[Problem] = []
+    problems += _spintax_problems(data, lines, found_warnings)
     problems += _offer_problems(data, lines)
+    problems += _fragment_problems(data, lines)
     try:
         blueprint = Blueprint.model_validate(data)
     except ValidationError as exc:
@@ -561,6 +585,8 @@ def parse_blueprint(text: str, source: str = "<blueprint>") -> Blueprint:
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.field))
         raise BlueprintError(source, problems)
+    if warnings is not None:
+        warnings += found_warnings
     return blueprint
 
 
@@ -612,7 +638,11 @@ def _problem_from_pydantic(err: Any, lines: dict[tuple[str | int, ...], int]) ->
     return Problem(field, message, _nearest_line(loc, lines))
 
 
-def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+def _spintax_problems(
+    data: dict[str, Any], lines: dict[tuple[str | int, ...], int], warnings: list[Problem]
+) -> Iterator[Problem]:
+    """Malformed spintax, unknown or unavailable tokens, unknown forms; warnings (`{{variant}}s`) go to `warnings`,
+    found in the same pass (a 1 MiB template takes seconds to parse: once is enough)."""
     location = data.get("location")
     mode = location.get("mode") if isinstance(location, dict) else None
     # With no valid mode, only unknown tokens are reported here (the missing/invalid mode is reported by the model).
@@ -623,6 +653,7 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
         except spintax.SpintaxError as exc:
             yield Problem(format_path(path), f"malformed spintax: {exc}", _nearest_line(path, lines))
             continue
+        warnings += _suffix_warnings(path, text, tree, lines)
         for token in spintax.tokens(tree):
             if token.name not in allowed:
                 reason = unavailable_reason(token.name, mode)
@@ -630,6 +661,14 @@ def _spintax_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], i
                 # a misspelt token gets the nearest one this mode has; one from another mode needs no guess
                 hint = "" if token.name in TOKENS else _did_you_mean(token.name, allowed, quote="{{{{{}}}}}".format)
                 yield Problem(format_path(path), f"{reason} {where}{hint}", _nearest_line(path, lines))
+            for form in token.forms:
+                if form not in grammar.FORMS:
+                    where = spintax.describe_position(text, token.position)
+                    yield Problem(
+                        format_path(path),
+                        f"unknown form '{form}' in '{{{{{token.key}}}}}' {where} (known forms: {', '.join(grammar.FORMS)})",
+                        _nearest_line(path, lines),
+                    )
 
 
 def _did_you_mean(name: str, choices: Any, quote: Any) -> str:
@@ -688,6 +727,102 @@ def _quoting_hint(text: str, exc: yaml.YAMLError) -> str:
         if value.startswith("{"):
             return f" (line {mark.line + 1}: a value that starts with '{{' is read as a YAML mapping: put it in quotes)"
     return ""
+
+
+
+# `{{variant}}s`: the operator wanted a plural or a possessive the token can make properly
+_TOKEN_SUFFIX_RE = re.compile(r"(e?s|['’]s)(?![A-Za-z0-9])")
+
+
+def _suffix_warnings(
+    path: tuple[str | int, ...], text: str, tree: spintax.Sequence, lines: dict[tuple[str | int, ...], int]
+) -> Iterator[Problem]:
+    for token in spintax.tokens(tree):
+        end = spintax.token_end(text, token.position)
+        suffix = _TOKEN_SUFFIX_RE.match(text, end)
+        if suffix and token.name in RECASED_TOKENS | {"city", "county", "state", "location", "brand"}:
+            form = "possessive" if suffix.group(1)[0] in "'’" else "plural"
+            wanted = ":".join((token.name,) + token.forms + (form,))
+            written = text[token.position:suffix.end()]
+            yield Problem(
+                format_path(path),
+                f"'{written}' {spintax.describe_position(text, token.position)}: write '{{{{{wanted}}}}}' "
+                + ("('Family' + 's' reads 'Familys')" if form == "plural" else "(it writes 'Dallas's' but 'homeowners'')"),
+                _nearest_line(path, lines),
+            )
+
+
+# --- fragment HTML ---------------------------------------------------------------------------------------------------
+# Fragments are prose with a little inline markup. The allowed tags must be written in exactly one form each, so the
+# renderer can tell markup from prose without parsing HTML: a match of FRAGMENT_TAG_RE renders as HTML, anything else
+# is escaped text; at import every "<" that starts something tag-like must be such a match, or it is refused.
+
+#: the tags a fragment may hold
+FRAGMENT_HTML_TAGS = frozenset({"strong", "em", "a", "ul", "ol", "li", "p", "br"})
+FRAGMENT_TAG_RE = re.compile(
+    r'</?(?:strong|em|ul|ol|li|p)>|<br ?/?>|</a>|<a href="(?:/(?!/)|https://)[^"<>\s{}|\\]*">'
+)
+_TAG_START_RE = re.compile(r"<[/!?A-Za-z]")
+_TAG_NAME_RE = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)")
+_HREF_RE = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]*))""", re.IGNORECASE)
+
+
+def sanitize_fragment_html(markup: str) -> str:
+    """A rendered fragment with everything outside the fragment allow-list removed (nh3); what passed
+    `fragment_html_problems` comes back as it went in, but for how entities are spelled."""
+    return nh3.clean(
+        markup,
+        tags=set(FRAGMENT_HTML_TAGS),
+        attributes={"a": {"href"}},
+        url_schemes={"https"},
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+def fragment_html_problems(text: str) -> list[str]:
+    """What in a fragment's text reads as markup but is not an allowed tag written whole, each with its position."""
+    problems = []
+    for start in _TAG_START_RE.finditer(text):
+        position = start.start()
+        if FRAGMENT_TAG_RE.match(text, position):
+            continue
+        end = text.find(">", position)
+        written = text[position:end + 1] if end >= 0 else text[position:position + 40]
+        where = spintax.describe_position(text, position)
+        if end < 0 or any(ch in written for ch in "{}|"):
+            problems.append(f"a tag must be written whole, not split by spintax or a token, {where}")
+            continue
+        name = _TAG_NAME_RE.match(written)
+        tag = name.group(1).lower() if name else ""
+        href = _HREF_RE.search(written)
+        if tag not in FRAGMENT_HTML_TAGS:
+            what = f"<{tag}>" if tag else f"'{written[:40]}'"
+            problems.append(f"{what} is not allowed {where} (fragments may hold {_fragment_tags_list()})")
+        elif tag == "a" and href:
+            url = next(g for g in href.groups() if g is not None)
+            shown = url if len(url) <= 30 else url[:27] + "..."
+            problems.append(
+                f'<a href="{shown}"> is not allowed {where}: a link goes to a site path starting with "/" or an '
+                'https:// URL, written <a href="...">'
+            )
+        else:
+            problems.append(
+                f"'{written[:60]}' is not allowed {where}: write tags exactly as {_fragment_tags_list()} "
+                '(no other attributes)'
+            )
+    return problems
+
+
+def _fragment_tags_list() -> str:
+    return '<strong>, <em>, <p>, <ul>, <ol>, <li>, <br>, <a href="/path/">'
+
+
+def _fragment_problems(data: dict[str, Any], lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+    for path, text in spintax_fields(data):
+        if path[0] == "fragments":
+            for message in fragment_html_problems(text):
+                yield Problem(format_path(path), message, _nearest_line(path, lines))
 
 
 def _character_problems(value: Any, path: tuple[Any, ...], lines: dict) -> Iterator[Problem]:

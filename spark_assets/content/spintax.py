@@ -4,9 +4,13 @@ Grammar (positions are 0-based character offsets into the template):
 
     template := piece*
     piece    := text | escape | token | choice
-    token    := "{{" name "}}"              name: [A-Za-z_][A-Za-z0-9_]*, spaces allowed inside the braces
+    token    := "{{" name (":" form)* "}}"  name, form: [A-Za-z_][A-Za-z0-9_]*, spaces allowed around them
     choice   := "{" option ("|" option)* "}"  every option non-empty
     escape   := "\\{" | "\\}" | "\\|" | "\\\\"
+
+A token's forms (`{{avatar:a}}`, `{{variant:plural:lower}}`) are kept on the token; which forms exist and what they do is
+the grammar module's business (spark_assets/content/grammar.py). A token renders as `values[token.key]`, where the key is
+the name with its forms ("variant:plural").
 
 A `|` outside any choice is literal text ("Roof Repair | Acme" is a fine title). At `{{` the parser first tries a token;
 if what follows is not `name}}` it is a choice whose first option starts with a nested choice (`{{a|b}|c}`).
@@ -25,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Union
 
-_TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_TOKEN_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\s*:\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
 # `{{` ... `}}` with no braces or pipes inside is meant as a token; if its name is not valid that is an error, not a
 # one-option choice that would print "pain-point" literally
 _TOKEN_LIKE_RE = re.compile(r"\{\{([^{}|]*)\}\}")
@@ -62,6 +66,13 @@ class Text:
 class Token:
     name: str
     position: int
+    #: forms to render the value in, e.g. ("plural", "lower"); see grammar.py
+    forms: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What the value is looked up by: the name, with its forms after colons ('variant:plural')."""
+        return ":".join((self.name,) + self.forms) if self.forms else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +150,13 @@ class _Parser:
                 flush()
                 if not token and (bad := _TOKEN_LIKE_RE.match(text, self.i)):
                     raise self.error(
-                        f"malformed token '{bad.group(0)}': token names are letters, digits and underscores", self.i
+                        f"malformed token '{bad.group(0)}': token names are letters, digits and underscores, "
+                        "forms follow colons ('{{variant:plural}}')",
+                        self.i,
                     )
                 if token:
-                    nodes.append(Token(token.group(1), self.i))
+                    forms = tuple(f.strip() for f in token.group(2).split(":")[1:])
+                    nodes.append(Token(token.group(1), self.i, forms))
                     self.i = token.end()
                 else:
                     nodes.append(self.choice())
@@ -185,6 +199,14 @@ class _Parser:
             # closer == "|": another option follows
 
 
+def token_end(template: str, position: int) -> int:
+    """Where the token that starts at `position` in `template` ends (the offset just past its "}}")."""
+    match = _TOKEN_RE.match(template, position)
+    if match is None:
+        raise ValueError(f"no token {describe_position(template, position)}")
+    return match.end()
+
+
 def tokens(seq: Sequence) -> Iterator[Token]:
     """Every token in the tree, in order of appearance."""
     for node in seq.nodes:
@@ -212,7 +234,7 @@ def _render_into(seq: Sequence, values: Mapping[str, str], rng: random.Random, o
         if isinstance(node, Text):
             out.append(node.value)
         elif isinstance(node, Token):
-            out.append(values[node.name])
+            out.append(values[node.key])
         else:
             _render_into(node.options[rng.randrange(len(node.options))], values, rng, out)
 
@@ -232,7 +254,7 @@ def _variation_into(seq: Sequence, index: int, values: Mapping[str, str], out: l
         if isinstance(node, Text):
             out.append(node.value)
         elif isinstance(node, Token):
-            out.append(values[node.name])
+            out.append(values[node.key])
         else:
             index, local = divmod(index, node.variations)
             for option in node.options:
@@ -267,7 +289,7 @@ def compile_template(seq: Sequence, text: "callable" = lambda value: value) -> C
             else:
                 parts.append(text(node.value))
         elif isinstance(node, Token):
-            parts.append(_CompiledToken(node.name))
+            parts.append(_CompiledToken(node.key))
         else:
             options = tuple(compile_template(option, text) for option in node.options)
             if all(len(o) == 1 and type(o[0]) is str for o in options):

@@ -47,3 +47,10 @@ def unavailable_reason(name: str, mode: LocationMode) -> str:
         return f"unknown token '{{{{{name}}}}}' (known: {', '.join(sorted(TOKENS))})"
     modes = sorted(_MODE_ONLY[name])
     return f"token '{{{{{name}}}}}' is not available in location mode '{mode}' (only in: {', '.join(modes)})"
+
+
+#: names of places and of the site, and numbers: never re-cased, whatever their position or forms (see grammar.py)
+PROPER_NAME_TOKENS = frozenset({"city", "county", "state", "state_code", "location", "brand", "domain", "population", "year"})
+#: common-noun phrases whose case follows their position: title case in headings, lower case mid-sentence
+RECASED_TOKENS = frozenset({"avatar", "variant", "pain_point"})
+assert PROPER_NAME_TOKENS | RECASED_TOKENS == set(TOKENS), "every token is either a proper name or re-cased"

@@ -199,7 +199,10 @@ def campaign() -> None:
 @click.option("--site", "site_domain", required=True, help="domain of the site the campaign belongs to")
 def campaign_import(blueprint: Path, site_domain: str) -> None:
     """Validate a blueprint YAML completely, then create or update its campaign in one transaction."""
-    parsed = load_blueprint(blueprint)  # raises BlueprintError listing every problem; nothing written
+    warnings: list = []
+    parsed = load_blueprint(blueprint, warnings)  # raises BlueprintError listing every problem; nothing written
+    for warning in warnings:  # imports anyway: these read wrong in articles but are the operator's call
+        click.echo(f"warning: {warning.render(str(blueprint))}", err=True)
     with get_engine().begin() as conn:
         record, outcome = import_campaign(conn, site_domain, parsed, source=str(blueprint))
     click.echo(f"{outcome}: {record.partition_key} ({record.name}, blueprint {record.blueprint_hash[:12]})")
