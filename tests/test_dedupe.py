@@ -438,3 +438,14 @@ def test_summary_of_a_real_report():
     copies = [("copy-1", BODY), ("copy-2", BODY), ("copy-3", BODY)]
     report = find_near_duplicates(copies + [(f"u{i}", t) for i, t in enumerate(siblings(7))])
     assert report.summary() == "3 of 10 articles (30.00%) have a near-duplicate at >= 0.80 similarity"
+
+
+def test_copies_of_a_reference_are_found_and_copies_among_documents_are_not():
+    from spark_assets.content.dedupe import find_copies_of
+
+    base = " ".join(f"word{i}" for i in range(300))
+    other = " ".join(f"other{i}" for i in range(300))
+    reference = [("site-b/1", base)]
+    documents = [("a/1", base.replace("word7 ", "changed ")), ("a/2", other), ("a/3", other)]
+    assert find_copies_of(reference, documents, threshold=0.5) == frozenset({"a/1"})
+    assert find_copies_of([], documents) == frozenset()
