@@ -40,7 +40,8 @@ PERSONAS = [
 ]
 DESCRIPTION = (
     "{Roof repair|Roofing help} in {{city}}, {{state_code}} for the {{variant}}: {warning signs|signs to watch}, "
-    "{repair or replace|costs and materials} and {how to hire|choosing} a roofer you can trust."
+    "{repair or replace|costs and materials} and {how to hire|choosing} a roofer you can trust. "
+    "{Free quotes.|Free inspections.}"
 )
 BASE = {
     "name": "Roofs",
@@ -87,7 +88,7 @@ def test_titles_and_descriptions_are_written_within_limits_and_unique():
     assert all(120 <= len(d) <= 155 for d in descriptions), [len(d) for d in descriptions]
     assert len(set(descriptions)) == len(descriptions)
     assert not any("…" in t + d for t, d in zip(titles, descriptions))
-    assert all(d.endswith("trust.") for d in descriptions)  # whole sentences as written
+    assert all(d.endswith(("quotes.", "inspections.")) for d in descriptions)  # whole sentences as written
     assert not any(set(a.issues) & {"seo_title_too_long", "duplicate_seo_title", "meta_description_length",
                                     "duplicate_meta_description", "duplicate_h1"} for a in articles)
 
@@ -203,7 +204,7 @@ def test_new_fields_are_validated_with_their_field(change, message):
 
 def test_templates_that_cannot_fit_for_the_longest_places_are_warned_with_field_and_line(tmp_path: Path):
     data = copy.deepcopy(BASE)
-    data["seo_title"] = "Everything a {{variant}} Should Know About Roof Repair in {{location}}"
+    data["seo_title"] = "Everything a {{variant}} Should Know in {{location}}"
     text = json.dumps(data, indent=1)  # JSON is YAML: one field per line
     path = tmp_path / "roofs.yaml"
     path.write_text(text)
