@@ -317,3 +317,55 @@ def test_auto_publish_publishes_what_passes(database, engine):
     with engine.connect() as conn:
         published = conn.execute(sa.text("SELECT count(*) FROM generated_articles WHERE is_published")).scalar_one()
     assert published == metadata["auto_published"].value > 0
+
+
+def test_the_gate_catches_what_an_editor_catches_and_approve_passing_leaves_it_out(factory, database, engine):
+    _run(factory, database, CHAIN)
+    with engine.begin() as conn:
+        slugs = conn.execute(sa.text("SELECT slug FROM generated_articles ORDER BY slug")).scalars().all()
+        planted = {
+            # literal text a fragment could hold: "a" before a vowel
+            "article_agreement": ("UPDATE generated_articles SET content = replace(content, '</h1>', "
+                                  "'</h1><p>Visit a Office near you.</p>') WHERE slug = :s"),
+            # what generation stores when no title variation fits in 60 characters (the column holds no more)
+            "seo_title_too_long": "UPDATE generated_articles SET seo_title = NULL WHERE slug = :s",
+            "duplicate_h1": ("UPDATE generated_articles SET title = (SELECT title FROM generated_articles "
+                             f"WHERE slug = '{slugs[0]}') WHERE slug = :s"),
+            "thin_content": "UPDATE generated_articles SET content = '<h1>Gutters</h1><p>Call us.</p>' WHERE slug = :s",
+        }
+        for (issue, statement), slug in zip(planted.items(), slugs[-4:]):
+            conn.execute(sa.text(statement), {"s": slug})
+    (result,) = _run(factory, database, ["article_quality"])
+
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    with engine.connect() as conn:
+        issues = dict(conn.execute(sa.text("SELECT slug, quality_issues FROM generated_articles")).all())
+    for (issue, _), slug in zip(planted.items(), slugs[-4:]):
+        assert issue in issues[slug], (issue, issues[slug])
+        assert metadata[f"issue_{issue}"].value >= 1
+        assert slug in metadata["issues"].value  # the worst examples name the article
+    assert "duplicate_h1" not in issues[slugs[0]]  # the first article keeps its H1; the copy is flagged
+    assert metadata["articles_blocked"].value >= 4
+
+    approved = _cli(database, ["articles", "approve", "--campaign", KEY, "--passing"])
+    assert approved.exit_code == 0, approved.output
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("SELECT slug, status FROM generated_articles")).all())
+    assert all(statuses[slug] == "draft" for slug in slugs[-4:])
+    # warnings do not block: exactly the articles free of blocking issues are approved
+    free = {slug for slug in statuses if not set(issues[slug]) & set(BLOCKING_ISSUES)}
+    assert free and {slug for slug, status in statuses.items() if status == "approved"} == free
+
+
+def test_unknown_issue_names_are_counted_under_their_own_names(factory, database, engine):
+    """Issues other stages add (visible_escaped_markup, ...) flow through the gate's counts without it knowing them."""
+    _run(factory, database, CHAIN)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            """UPDATE generated_articles SET quality_issues = quality_issues || '["article_disagreement_x"]'::jsonb
+               WHERE id = (SELECT id FROM generated_articles ORDER BY slug LIMIT 1)"""
+        ))
+    (result,) = _run(factory, database, ["article_quality"])
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    assert metadata["issue_article_disagreement_x"].value == 1
+    assert "article_disagreement_x | warning | 1" in metadata["issues"].value

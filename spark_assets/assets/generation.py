@@ -471,7 +471,7 @@ def write_articles(
             stats.add(article)
             yield (
                 article.id, inputs.site.id, campaign.id, perm.id, "draft", False, article.title, article.content,
-                article.slug, article.seo_title, article.seo_description, article.word_count,
+                article.slug, article.seo_title or None, article.seo_description or None, article.word_count,
                 article.schema_text, json.dumps(article.provenance, separators=(",", ":")),
                 article.content_hash, json.dumps(list(article.issues)),
             )

@@ -34,6 +34,8 @@ from spark_assets.content.permutations import Permutation
 
 SEO_TITLE_MAX = seo.SEO_TITLE_MAX
 SEO_DESCRIPTION_MAX = seo.META_DESCRIPTION_RANGE[1]
+#: the most generated_articles.seo_description holds (a CHECK in sql/0002_walls.sql)
+SEO_DESCRIPTION_MAX_STORED = 160
 SLUG_MAX = 200
 SIBLING_LINKS = 4
 #: an article within this share of the target word count is "near" it
@@ -432,6 +434,12 @@ class ArticleAssembler:
             issues.append("meta_description_length")
         if not unique:
             issues.append("duplicate_meta_description")
+        # what cannot be stored whole (the columns hold at most 60 / 160 characters) is left empty, flagged, never cut:
+        # the gate blocks an article without a title tag; one without a description gets the search engine's snippet
+        if len(seo_title) > SEO_TITLE_MAX:
+            seo_title = ""
+        if len(description) > SEO_DESCRIPTION_MAX_STORED:
+            description = ""
         return seo_title, description, issues
 
     def _schema(
@@ -448,7 +456,7 @@ class ArticleAssembler:
                 "@type": "Article",
                 "@id": f"{url}#article",
                 "headline": truncate_words(title, 110),
-                "description": description,
+                **({"description": description} if description else {}),
                 "inLanguage": "en-US",
                 # no datePublished / dateModified here: they are not content, and storing them in the hashed article
                 # would make publishing it a change; the site build adds them from generated_articles.published_at

@@ -7,7 +7,8 @@ cannot satisfy it does not hide: the fallback is documented per field and the ar
 
 Fallbacks (each flagged, never cut):
 - nothing fits the limits: the variation closest to them among those tried (`seo_title_too_long`,
-  `meta_description_length`);
+  `meta_description_length`); the assembler stores it only if its column can hold it whole (title 60, description
+  160 characters), else stores none (and the gate blocks an article without a title tag);
 - everything that fits is taken on the site: the first variation that fits (`duplicate_seo_title`,
   `duplicate_meta_description`, `duplicate_h1`).
 

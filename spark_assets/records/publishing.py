@@ -41,7 +41,8 @@ BLOCKING_ISSUES = (
 )
 _MARKUP = "(g.title || coalesce(g.seo_title, '') || coalesce(g.seo_description, '') || g.content) ~ '[{}]'"
 _NO_BLOCKING = "NOT (quality_issues ?| CAST(:blocking AS text[]))"
-#: a field another article of the same site has (case-folded); within a campaign the first by id keeps it
+#: a field another article of the same site has (case-folded); within a campaign the first by id keeps it. An empty
+#: (NULL) title tag or description is what generation stores when no variation fits: flagged as too long / length
 _SITE_DUPLICATE = """EXISTS (SELECT 1 FROM generated_articles o WHERE o.site_id = g.site_id AND o.id <> g.id
     AND lower(o.{column}) = lower(g.{column}) AND (o.campaign_id <> g.campaign_id OR o.id < g.id))"""
 
@@ -119,8 +120,9 @@ def record_quality(
                     {flag("near_duplicate", "g.id = ANY(CAST(:near AS uuid[]))")}
                     {flag("unresolved_markup", _MARKUP)}
                     {"".join(flag(name, f"g.id = ANY(CAST(:{name} AS uuid[]))") for name in found)}
-                    {flag("seo_title_too_long", f"char_length(g.seo_title) > {SEO_TITLE_MAX}")}
-                    {flag("meta_description_length", f"char_length(g.seo_description) NOT BETWEEN {low} AND {high}")}
+                    {flag("seo_title_too_long", f"coalesce(char_length(g.seo_title), 0) NOT BETWEEN 1 AND {SEO_TITLE_MAX}")}
+                    {flag("meta_description_length",
+                          f"coalesce(char_length(g.seo_description), 0) NOT BETWEEN {low} AND {high}")}
                     {flag("duplicate_seo_title", _SITE_DUPLICATE.format(column="seo_title"))}
                     {flag("duplicate_meta_description", _SITE_DUPLICATE.format(column="seo_description"))}
                     {flag("duplicate_h1", _SITE_DUPLICATE.format(column="title"))}
