@@ -4,6 +4,10 @@ Spintax campaigns produce tens of thousands of articles from the same fragments;
 variation, articles come out as near-copies of each other, which search engines treat as thin duplicate content. This
 module measures how many articles have a near-copy so an asset check can block publishing above a threshold.
 
+Thresholds: what is measured is the Jaccard similarity of 5-word shingle sets, on which practitioners read >= 0.5 as
+a near-copy (the default here and in blueprints' `publishing.similarity_threshold`) and 0.35-0.5 as similar enough to
+look at (the gate's `similar_content` warning); the earlier default, 0.8, let pages sharing most of their text through.
+
 How: each body becomes a set of word 5-gram "shingles" (after stripping HTML), whose Jaccard similarity is what
 "near-copy" means. Comparing every pair of 50,000 articles is 1.25 billion comparisons, so each set is reduced to a
 MinHash signature (`num_perm` small integers whose agreement rate estimates Jaccard) and a MinHashLSH index proposes
@@ -151,7 +155,7 @@ def _normalised(text: str) -> bytes:
 def find_near_duplicates(
     documents: Iterable[tuple[str, str]],
     *,
-    threshold: float = 0.8,
+    threshold: float = 0.5,
     num_perm: int = 64,
     shingle_size: int = 5,
     keep_pairs: int = 10,
