@@ -369,3 +369,32 @@ def test_unknown_issue_names_are_counted_under_their_own_names(factory, database
     metadata = result.asset_materializations_for_node("article_quality")[0].metadata
     assert metadata["issue_article_disagreement_x"].value == 1
     assert "article_disagreement_x | warning | 1" in metadata["issues"].value
+
+
+def test_the_same_text_in_another_campaign_or_on_another_site_is_a_blocking_copy(factory, database, engine):
+    _run(factory, database, CHAIN)
+    data = yaml.safe_load(SMALL.read_text())
+    data.update(name="Gutter Copies", slug="gutter-copies")
+    with engine.begin() as conn:
+        slugs = conn.execute(sa.text("SELECT slug FROM generated_articles ORDER BY slug")).scalars().all()
+        add_site(conn, "copycat.example", "Copycat")
+        elsewhere, _ = import_campaign(conn, "copycat.example", parse_blueprint(yaml.safe_dump(data, sort_keys=False)))
+        sibling, _ = import_campaign(conn, "gutters.example", parse_blueprint(yaml.safe_dump(data, sort_keys=False)))
+        for target, slug in ((elsewhere, slugs[0]), (sibling, slugs[1])):  # one article's text, published twice
+            conn.execute(
+                sa.text("""INSERT INTO generated_articles (site_id, campaign_id, title, content, slug)
+                           SELECT :site, :campaign, 'Copy', content, 'copy' FROM generated_articles WHERE slug = :s"""),
+                {"site": target.site_id, "campaign": target.id, "s": slug},
+            )
+    (result,) = _run(factory, database, ["article_quality"])
+
+    with engine.connect() as conn:
+        issues = dict(conn.execute(sa.text(
+            "SELECT g.slug, g.quality_issues FROM generated_articles g JOIN campaign_masters m ON m.id = g.campaign_id "
+            "WHERE m.slug = 'gutter-cleaning'"
+        )).all())
+    assert "near_duplicate_across_sites" in issues[slugs[0]] and "near_duplicate_in_site" not in issues[slugs[0]]
+    assert "near_duplicate_in_site" in issues[slugs[1]] and "near_duplicate_across_sites" not in issues[slugs[1]]
+    assert not any("near_duplicate_across_sites" in v for s, v in issues.items() if s != slugs[0])
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    assert metadata["issue_near_duplicate_across_sites"].value == 1 and metadata["issue_near_duplicate_in_site"].value == 1
