@@ -66,6 +66,7 @@ def choose(
     total = spintax.count_variations(tree)
     best_fitting: str | None = None
     closest: tuple[int, str] | None = None
+
     def walk():
         if first is not None:
             yield first
