@@ -97,8 +97,11 @@ def test_every_generated_text_is_free_of_spintax_and_tokens(headline, pattern, f
             assert "{" not in text and "}" not in text, text
             assert not re.search(r"\{\{\s*(" + "|".join(TOKENS) + r")\s*\}\}", text)
         assert "Owner <b>" not in article.content  # values are escaped in the HTML body
-        assert len(article.seo_title) <= SEO_TITLE_MAX
-        assert len(article.seo_description) <= SEO_DESCRIPTION_MAX
+        # written, never cut: what does not fit is flagged for an editor
+        assert len(article.seo_title) <= SEO_TITLE_MAX and len(article.seo_description) <= 160  # the columns' limits
+        assert 0 < len(article.seo_title) or "seo_title_too_long" in article.issues
+        assert len(article.seo_description) <= SEO_DESCRIPTION_MAX or "meta_description_length" in article.issues
+        assert "…" not in article.seo_title + article.seo_description or "…" in headline + pattern + "".join(fragments)
         json.dumps(article.schema_json)  # serialisable
         assert "<script" not in article.content.lower() or "<script" in offer.lower()
 

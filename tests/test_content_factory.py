@@ -16,6 +16,7 @@ from spark_assets.assets import generation
 from spark_assets.content.blueprint import parse_blueprint
 from spark_assets.definitions import content_factory_assets
 from spark_assets.ops.cli import main
+from spark_assets.records.publishing import BLOCKING_ISSUES
 from spark_assets.records.registry import add_site, import_campaign
 
 from .conftest import REPO_ROOT, database_snapshot
@@ -47,6 +48,12 @@ def _run(instance: DagsterInstance, database, names: list[str], raise_on_error: 
             )
         )
     return results
+
+
+@pytest.fixture(autouse=True)
+def fixed_generation_day(monkeypatch):
+    """{{year}} is the generation year: fix the day so the golden output does not depend on today."""
+    monkeypatch.setattr(generation, "generation_date", lambda: FIXED_DAY.date())
 
 
 @pytest.fixture
@@ -284,7 +291,8 @@ def test_approve_and_publish_move_articles_through_the_workflow(factory, databas
     assert approved.exit_code == 0, approved.output
     with engine.connect() as conn:
         passing = conn.execute(
-            sa.text("SELECT count(*) FROM generated_articles WHERE quality_issues = '[]'::jsonb")
+            sa.text("SELECT count(*) FROM generated_articles WHERE NOT quality_issues ?| CAST(:b AS text[])"),
+            {"b": list(BLOCKING_ISSUES)},
         ).scalar_one()
     assert f"approved {passing} article(s)" in approved.output
 
@@ -309,3 +317,84 @@ def test_auto_publish_publishes_what_passes(database, engine):
     with engine.connect() as conn:
         published = conn.execute(sa.text("SELECT count(*) FROM generated_articles WHERE is_published")).scalar_one()
     assert published == metadata["auto_published"].value > 0
+
+
+def test_the_gate_catches_what_an_editor_catches_and_approve_passing_leaves_it_out(factory, database, engine):
+    _run(factory, database, CHAIN)
+    with engine.begin() as conn:
+        slugs = conn.execute(sa.text("SELECT slug FROM generated_articles ORDER BY slug")).scalars().all()
+        planted = {
+            # literal text a fragment could hold: "a" before a vowel
+            "article_agreement": ("UPDATE generated_articles SET content = replace(content, '</h1>', "
+                                  "'</h1><p>Visit a Office near you.</p>') WHERE slug = :s"),
+            # what generation stores when no title variation fits in 60 characters (the column holds no more)
+            "seo_title_too_long": "UPDATE generated_articles SET seo_title = NULL WHERE slug = :s",
+            "duplicate_h1": ("UPDATE generated_articles SET title = (SELECT title FROM generated_articles "
+                             f"WHERE slug = '{slugs[0]}') WHERE slug = :s"),
+            "thin_content": "UPDATE generated_articles SET content = '<h1>Gutters</h1><p>Call us.</p>' WHERE slug = :s",
+        }
+        for (issue, statement), slug in zip(planted.items(), slugs[-4:]):
+            conn.execute(sa.text(statement), {"s": slug})
+    (result,) = _run(factory, database, ["article_quality"])
+
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    with engine.connect() as conn:
+        issues = dict(conn.execute(sa.text("SELECT slug, quality_issues FROM generated_articles")).all())
+    for (issue, _), slug in zip(planted.items(), slugs[-4:]):
+        assert issue in issues[slug], (issue, issues[slug])
+        assert metadata[f"issue_{issue}"].value >= 1
+        assert slug in metadata["issues"].value  # the worst examples name the article
+    assert "duplicate_h1" not in issues[slugs[0]]  # the first article keeps its H1; the copy is flagged
+    assert metadata["articles_blocked"].value >= 4
+
+    approved = _cli(database, ["articles", "approve", "--campaign", KEY, "--passing"])
+    assert approved.exit_code == 0, approved.output
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("SELECT slug, status FROM generated_articles")).all())
+    assert all(statuses[slug] == "draft" for slug in slugs[-4:])
+    # warnings do not block: exactly the articles free of blocking issues are approved
+    free = {slug for slug in statuses if not set(issues[slug]) & set(BLOCKING_ISSUES)}
+    assert free and {slug for slug, status in statuses.items() if status == "approved"} == free
+
+
+def test_unknown_issue_names_are_counted_under_their_own_names(factory, database, engine):
+    """Issues other stages add (visible_escaped_markup, ...) flow through the gate's counts without it knowing them."""
+    _run(factory, database, CHAIN)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            """UPDATE generated_articles SET quality_issues = quality_issues || '["article_disagreement_x"]'::jsonb
+               WHERE id = (SELECT id FROM generated_articles ORDER BY slug LIMIT 1)"""
+        ))
+    (result,) = _run(factory, database, ["article_quality"])
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    assert metadata["issue_article_disagreement_x"].value == 1
+    assert "article_disagreement_x | warning | 1" in metadata["issues"].value
+
+
+def test_the_same_text_in_another_campaign_or_on_another_site_is_a_blocking_copy(factory, database, engine):
+    _run(factory, database, CHAIN)
+    data = yaml.safe_load(SMALL.read_text())
+    data.update(name="Gutter Copies", slug="gutter-copies")
+    with engine.begin() as conn:
+        slugs = conn.execute(sa.text("SELECT slug FROM generated_articles ORDER BY slug")).scalars().all()
+        add_site(conn, "copycat.example", "Copycat")
+        elsewhere, _ = import_campaign(conn, "copycat.example", parse_blueprint(yaml.safe_dump(data, sort_keys=False)))
+        sibling, _ = import_campaign(conn, "gutters.example", parse_blueprint(yaml.safe_dump(data, sort_keys=False)))
+        for target, slug in ((elsewhere, slugs[0]), (sibling, slugs[1])):  # one article's text, published twice
+            conn.execute(
+                sa.text("""INSERT INTO generated_articles (site_id, campaign_id, title, content, slug)
+                           SELECT :site, :campaign, 'Copy', content, 'copy' FROM generated_articles WHERE slug = :s"""),
+                {"site": target.site_id, "campaign": target.id, "s": slug},
+            )
+    (result,) = _run(factory, database, ["article_quality"])
+
+    with engine.connect() as conn:
+        issues = dict(conn.execute(sa.text(
+            "SELECT g.slug, g.quality_issues FROM generated_articles g JOIN campaign_masters m ON m.id = g.campaign_id "
+            "WHERE m.slug = 'gutter-cleaning'"
+        )).all())
+    assert "near_duplicate_across_sites" in issues[slugs[0]] and "near_duplicate_in_site" not in issues[slugs[0]]
+    assert "near_duplicate_in_site" in issues[slugs[1]] and "near_duplicate_across_sites" not in issues[slugs[1]]
+    assert not any("near_duplicate_across_sites" in v for s, v in issues.items() if s != slugs[0])
+    metadata = result.asset_materializations_for_node("article_quality")[0].metadata
+    assert metadata["issue_near_duplicate_across_sites"].value == 1 and metadata["issue_near_duplicate_in_site"].value == 1

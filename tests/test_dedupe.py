@@ -111,7 +111,7 @@ def test_documents_from_disjoint_vocabularies_have_no_near_duplicates():
     vocabularies = [words[i * 60 : (i + 1) * 60] for i in range(12)]  # disjoint slices
     docs = [(f"doc-{i}", article(spun_template(i, vocabulary=v), seed=i)) for i, v in enumerate(vocabularies)]
     report = find_near_duplicates(docs)
-    assert report == NearDuplicateReport(documents=12, near_duplicate_documents=0, rate=0.0, threshold=0.8,
+    assert report == NearDuplicateReport(documents=12, near_duplicate_documents=0, rate=0.0, threshold=0.5,
                                          worst_pairs=[])
 
 
@@ -242,7 +242,7 @@ def test_a_long_body_in_different_markup_is_the_same_article():
 
 def test_empty_input():
     report = find_near_duplicates([])
-    assert report == NearDuplicateReport(documents=0, near_duplicate_documents=0, rate=0.0, threshold=0.8,
+    assert report == NearDuplicateReport(documents=0, near_duplicate_documents=0, rate=0.0, threshold=0.5,
                                          worst_pairs=[])
     assert find_near_duplicates(iter(())).rate == 0.0
 
@@ -435,6 +435,18 @@ def test_summary(report, line):
 
 
 def test_summary_of_a_real_report():
+    """The default threshold is 0.5 (5-word-shingle Jaccard): the siblings of one spun template stay below it."""
     copies = [("copy-1", BODY), ("copy-2", BODY), ("copy-3", BODY)]
     report = find_near_duplicates(copies + [(f"u{i}", t) for i, t in enumerate(siblings(7))])
-    assert report.summary() == "3 of 10 articles (30.00%) have a near-duplicate at >= 0.80 similarity"
+    assert report.summary() == "3 of 10 articles (30.00%) have a near-duplicate at >= 0.50 similarity"
+
+
+def test_copies_of_a_reference_are_found_and_copies_among_documents_are_not():
+    from spark_assets.content.dedupe import find_copies_of
+
+    base = " ".join(f"word{i}" for i in range(300))
+    other = " ".join(f"other{i}" for i in range(300))
+    reference = [("site-b/1", base)]
+    documents = [("a/1", base.replace("word7 ", "changed ")), ("a/2", other), ("a/3", other)]
+    assert find_copies_of(reference, documents, threshold=0.5) == frozenset({"a/1"})
+    assert find_copies_of([], documents) == frozenset()

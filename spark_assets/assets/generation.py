@@ -10,7 +10,7 @@ import statistics
 import time
 from array import array
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any, Iterator
 from uuid import UUID
 
@@ -28,8 +28,9 @@ from dagster import (
 from sqlalchemy.engine import Connection
 
 from spark_assets.content.articles import Article, ArticleAssembler, SiteInfo
-from spark_assets.content.blueprint import Blueprint
+from spark_assets.content.blueprint import Blueprint, blueprint_warnings
 from spark_assets.content.geo import GeoTarget
+from spark_assets.content.seo import digest as seo_digest
 from spark_assets.content.permutations import PatternRef, Permutation, Persona, iter_permutations, permutation_count
 from spark_assets.partitions import campaign_partitions
 from spark_assets.records.registry import Campaign, Site, get_site, load_campaign_blueprint, lock_campaign
@@ -68,7 +69,9 @@ class CampaignInputs:
     def permutations(self) -> Iterator[Permutation]:
         return iter_permutations(self.campaign.partition_key, self.geos, self.personas, self.patterns)
 
-    def assembler(self, taken_slugs: frozenset[str] = frozenset(), generated_on: date | None = None) -> ArticleAssembler:
+    def assembler(
+        self, taken_slugs: frozenset[str] = frozenset(), generated_on: date | None = None, taken: "SiteTaken | None" = None
+    ) -> ArticleAssembler:
         return ArticleAssembler(
             blueprint=self.blueprint,
             campaign_slug=self.campaign.slug,
@@ -77,10 +80,59 @@ class CampaignInputs:
             fragment_ids=self.fragment_ids,
             offer_ids=self.offer_ids,
             blueprint_hash=self.campaign.blueprint_hash,
-            # the campaign's creation date, not today: an article must not change just because a day passed
-            generated_on=generated_on or self.campaign.date_created.date(),
+            # {{year}} is the generation year; nothing else in an article depends on the date, so a day passing
+            # changes nothing and a new year changes only the articles that say the year
+            generated_on=generated_on or generation_date(),
             taken_slugs=taken_slugs,
+            taken_titles=taken.titles if taken else None,
+            taken_descriptions=taken.descriptions if taken else None,
+            taken_h1s=taken.h1s if taken else None,
         )
+
+
+def longest_values(inputs: CampaignInputs) -> dict[str, int]:
+    """The longest value of each place and site token in the campaign: what a title template must fit around."""
+    geos = inputs.geos
+    return {
+        "city": max(len(g.city or "") for g in geos),
+        "county": max(len(g.county or "") for g in geos),
+        "state": max(len(g.state) for g in geos),
+        "location": max(len(g.label) for g in geos),
+        "brand": len(inputs.site.brand_name or inputs.site.domain),
+        "domain": len(inputs.site.domain),
+    }
+
+
+def generation_date() -> date:
+    """Today (UTC): the date generation runs on, whose year fills {{year}}. Tests replace it with a fixed day."""
+    return datetime.now(timezone.utc).date()
+
+
+@dataclass
+class SiteTaken:
+    """Digests (content.seo.digest) of the title tags, meta descriptions and H1s the site's other campaigns use."""
+
+    titles: set[int] = field(default_factory=set)
+    descriptions: set[int] = field(default_factory=set)
+    h1s: set[int] = field(default_factory=set)
+
+
+def site_taken(conn: Connection, site_id: Any, campaign_id: Any) -> SiteTaken:
+    """What the site's other campaigns' articles use (streamed; only 8-byte digests are kept)."""
+    taken = SiteTaken()
+    rows = conn.execute(
+        sa.text("SELECT seo_title, seo_description, title FROM generated_articles WHERE site_id = :s AND "
+                "campaign_id IS DISTINCT FROM :c").execution_options(stream_results=True, yield_per=5000),
+        {"s": site_id, "c": campaign_id},
+    )
+    for seo_title, description, title in rows:
+        if seo_title:
+            taken.titles.add(seo_digest(seo_title))
+        if description:
+            taken.descriptions.add(seo_digest(description))
+        if title:
+            taken.h1s.add(seo_digest(title))
+    return taken
 
 
 def load_inputs(conn: Connection, key: str) -> CampaignInputs:
@@ -326,12 +378,16 @@ def articles(context: AssetExecutionContext, database: DatabaseResource) -> Iter
     started = time.perf_counter()
     stats = ArticleStats()
     changes: dict[str, int] = {}
+    warnings: list[str] = []
     target = 0
     for key in context.partition_keys:
         with database.begin() as conn:
             lock_campaign(conn, key, on_wait=context.log.info)
             inputs = load_inputs(conn, key)
             target = inputs.blueprint.target_word_count
+            for warning in blueprint_warnings(inputs.blueprint, longest=longest_values(inputs)):
+                warnings.append(f"{key}: {warning.field}: {warning.message}")
+                context.log.warning(warnings[-1])
             changes = write_articles(
                 conn, inputs, stats, report=lambda done, total: context.log.info(f"{key}: {done:,} of {total:,} articles")
             )
@@ -354,6 +410,7 @@ def articles(context: AssetExecutionContext, database: DatabaseResource) -> Iter
             "word_count_median": int(statistics.median(counts)) if counts else 0,
             "word_count_max": counts[-1] if counts else 0,
             "preview": MetadataValue.md(_preview(stats.preview)),
+            "blueprint_warnings": MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -403,7 +460,7 @@ def write_articles(
             {"s": inputs.site.id, "c": campaign.id},
         ).scalars()
     )
-    assembler = inputs.assembler(taken, generated_on)
+    assembler = inputs.assembler(taken, generated_on, site_taken(conn, inputs.site.id, campaign.id))
     existing = conn.execute(
         sa.text("SELECT count(*) FROM generated_articles WHERE campaign_id = :c"), {"c": campaign.id}
     ).scalar_one()
@@ -414,7 +471,7 @@ def write_articles(
             stats.add(article)
             yield (
                 article.id, inputs.site.id, campaign.id, perm.id, "draft", False, article.title, article.content,
-                article.slug, article.seo_title, article.seo_description, article.word_count,
+                article.slug, article.seo_title or None, article.seo_description or None, article.word_count,
                 article.schema_text, json.dumps(article.provenance, separators=(",", ":")),
                 article.content_hash, json.dumps(list(article.issues)),
             )

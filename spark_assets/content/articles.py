@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 from uuid import UUID
 
-from spark_assets.content import grammar, spintax
+from spark_assets.content import grammar, seo, spintax
 from spark_assets.content.blueprint import (
     FAQ_SECTION,
     FRAGMENT_TAG_RE,
@@ -33,14 +33,17 @@ from spark_assets.content.blueprint import (
     sanitize_fragment_html,
     sanitize_offer_html,
 )
+from spark_assets.content.business import local_business_node
 from spark_assets.content.markup import has_visible_escaped_markup
 from spark_assets.content.geo import GeoTarget
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
 
 
-SEO_TITLE_MAX = 60
-SEO_DESCRIPTION_MAX = 160
+SEO_TITLE_MAX = seo.SEO_TITLE_MAX
+SEO_DESCRIPTION_MAX = seo.META_DESCRIPTION_RANGE[1]
+#: the most generated_articles.seo_description holds (a CHECK in sql/0002_walls.sql)
+SEO_DESCRIPTION_MAX_STORED = 160
 SLUG_MAX = 200
 SIBLING_LINKS = 4
 #: an article within this share of the target word count is "near" it
@@ -111,6 +114,9 @@ class ArticleAssembler:
         blueprint_hash: str,
         generated_on: date,
         taken_slugs: frozenset[str] = frozenset(),
+        taken_titles: set[int] | None = None,
+        taken_descriptions: set[int] | None = None,
+        taken_h1s: set[int] | None = None,
     ):
         self.blueprint = blueprint
         self.campaign_slug = campaign_slug
@@ -120,6 +126,22 @@ class ArticleAssembler:
         self.blueprint_hash = blueprint_hash
         self.generated_on = generated_on
         self.taken_slugs = taken_slugs
+        # 8-byte digests (seo.digest) of the site's titles, descriptions and H1s: its other campaigns' (passed in, as
+        # taken slugs are) and this campaign's so far; each article adds its own
+        self._seo_titles = set(taken_titles or ())
+        self._seo_descriptions = set(taken_descriptions or ())
+        self._h1s = set(taken_h1s or ())
+        self.h1_trees = {p.slug: grammar.prepare(spintax.parse(p.logic), "title") for p in blueprint.patterns}
+        self.seo_title_trees = {
+            p.slug: grammar.prepare(spintax.parse(text), "title")
+            for p in blueprint.patterns
+            if (text := p.seo_title or blueprint.seo_title)
+        }
+        self.description_trees = {
+            p.slug: grammar.prepare(spintax.parse(text), "sentence")
+            for p in blueprint.patterns
+            if (text := p.meta_description or blueprint.meta_description)
+        }
         # grammar (articles agreeing with token values, case by position) is compiled into every template's tokens
         self.headline_tree = grammar.prepare(spintax.parse(blueprint.headline_spintax_root), "title")
         self.headline_variations = spintax.count_variations(self.headline_tree)
@@ -244,7 +266,10 @@ class ArticleAssembler:
             return _random_stream(seed + part.encode())
 
         headline, headline_unique = self.headline(perm, values)
-        title = " ".join(self.pattern_templates[perm.pattern.slug](values, rng("title")).split())
+        # the H1: the pattern's rendering as drawn, unless the site has it already; then the pattern's other variations
+        drawn = " ".join(self.pattern_templates[perm.pattern.slug](values, rng("title")).split())
+        h1 = seo.choose(self.h1_trees[perm.pattern.slug], values, perm.id.int, self._h1s, seo.always_fits, first=drawn)
+        title = h1.text
         slug = self.slug_for(perm.geo, perm)
         self._claim_slug(slug, perm)
 
@@ -261,10 +286,11 @@ class ArticleAssembler:
             # the blueprint's own HTML: refused at import if it holds anything the allow-list does not, and sanitized
             # here too, so markup that only appears once spintax is put together is stripped as well
             offer_html = sanitize_offer_html(offer(html_values, rng(f"offer:{offer_slug}")))
+        faq_positions = self._faq_positions(rng) if FAQ_SECTION in self.blueprint.outline else []
         faq = [
-            (q(values, rng(f"faq:{i}:q")), a(values, rng(f"faq:{i}:a")))
-            for i, (q, a) in enumerate(self.faq_templates)
-        ] if FAQ_SECTION in self.blueprint.outline else []
+            (self.faq_templates[i][0](values, rng(f"faq:{i}:q")), self.faq_templates[i][1](values, rng(f"faq:{i}:a")))
+            for i in faq_positions
+        ]
         headings = {p: t(values, rng(f"heading:{p}")) for p, t in self.heading_templates.items() if p in chosen}
 
         target = self.blueprint.target_word_count
@@ -313,16 +339,16 @@ class ArticleAssembler:
         content = "\n".join(body)
 
         intro = html.unescape(_TAG_RE.sub("", texts[self.pillars[0]][0])) if self.pillars else title
-        seo_title = headline if len(headline) <= SEO_TITLE_MAX else truncate_words(headline, SEO_TITLE_MAX)
-        if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
-            seo_title = f"{seo_title} | {self.site.brand}"
-        seo_description = truncate_words(intro, SEO_DESCRIPTION_MAX)
+        seo_title, seo_description, seo_issues = self._seo_fields(perm, values, headline, title, intro)
         url = f"{self.site.url}/{slug}/"
         schema = self._schema(perm, title, seo_description, url, words, faq)
 
         issues = []
         if not headline_unique:
             issues.append("duplicate_headline")
+        if not h1.unique:
+            issues.append("duplicate_h1")
+        issues += seo_issues
         low, high = WORD_COUNT_TOLERANCE
         if words < target * low:
             issues.append("word_count_low")
@@ -347,7 +373,7 @@ class ArticleAssembler:
                 for i in chosen[p]
             ],
             "offer_block_id": _str(self.offer_ids.get(offer_slug)) if offer_slug else None,
-            "faq_fragment_ids": [_str(self.fragment_ids.get((FAQ_SECTION, i))) for i in range(len(faq))],
+            "faq_fragment_ids": [_str(self.fragment_ids.get((FAQ_SECTION, i))) for i in faq_positions],
             "blueprint_hash": self.blueprint_hash,
         }
         article = Article(
@@ -375,6 +401,69 @@ class ArticleAssembler:
         text = self.fragment_templates[pillar][index](html_values, rng(f"{pillar}:{index}"))
         return sanitize_fragment_html(text) if (pillar, index) in self.fragments_with_markup else text
 
+    def _faq_positions(self, rng) -> list[int]:
+        """The FAQ entries this article shows, in blueprint order: all, or `faq_per_article` of them drawn per
+        article (a partial Fisher-Yates shuffle on the article's own stream)."""
+        positions = list(range(len(self.faq_templates)))
+        k = self.blueprint.faq_per_article
+        if k is None or k >= len(positions):
+            return positions
+        draw = rng("faq:pick")
+        for i in range(k):
+            j = i + int(draw() * (len(positions) - i))
+            positions[i], positions[j] = positions[j], positions[i]
+        return sorted(positions[:k])
+
+    def _seo_fields(
+        self, perm: Permutation, values: Mapping[str, str], headline: str, title: str, intro: str
+    ) -> tuple[str, str, list[str]]:
+        """The title tag and meta description, written by the blueprint (see `content.seo`), and their issues.
+
+        Without `seo_title` the headline is the title tag when it fits (with " | brand" when that fits too), else the
+        H1 when it fits, else the headline uncut and flagged. Without `meta_description`, the intro's leading whole
+        sentences (`seo.description_from_intro`), flagged when outside the range or already used on the site."""
+        issues: list[str] = []
+        title_tree = self.seo_title_trees.get(perm.pattern.slug)
+        if title_tree is not None:
+            # a start of its own, so the title tag does not move in step with the headline and H1
+            chosen = seo.choose(title_tree, values, perm.id.int >> 7, self._seo_titles, seo.title_distance)
+            seo_title, fits, unique = chosen.text, chosen.fits, chosen.unique
+        else:
+            seo_title = next((t for t in (headline, title) if len(t) <= SEO_TITLE_MAX), headline)
+            if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
+                seo_title = f"{seo_title} | {self.site.brand}"
+            fits = len(seo_title) <= SEO_TITLE_MAX
+            key = seo.digest(seo_title)
+            unique = key not in self._seo_titles
+            self._seo_titles.add(key)
+        if not fits:
+            issues.append("seo_title_too_long")
+        if not unique:
+            issues.append("duplicate_seo_title")
+        description_tree = self.description_trees.get(perm.pattern.slug)
+        if description_tree is not None:
+            chosen = seo.choose(
+                description_tree, values, perm.id.int >> 13, self._seo_descriptions, seo.description_distance
+            )
+            description, fits, unique = chosen.text, chosen.fits, chosen.unique
+        else:
+            description = seo.description_from_intro(intro)
+            fits = seo.description_distance(description) == 0
+            key = seo.digest(description)
+            unique = key not in self._seo_descriptions
+            self._seo_descriptions.add(key)
+        if not fits:
+            issues.append("meta_description_length")
+        if not unique:
+            issues.append("duplicate_meta_description")
+        # what cannot be stored whole (the columns hold at most 60 / 160 characters) is left empty, flagged, never cut:
+        # the gate blocks an article without a title tag; one without a description gets the search engine's snippet
+        if len(seo_title) > SEO_TITLE_MAX:
+            seo_title = ""
+        if len(description) > SEO_DESCRIPTION_MAX_STORED:
+            description = ""
+        return seo_title, description, issues
+
     def _schema(
         self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
     ) -> dict[str, Any]:
@@ -389,9 +478,11 @@ class ArticleAssembler:
                 "@type": "Article",
                 "@id": f"{url}#article",
                 "headline": truncate_words(title, 110),
-                "description": description,
+                **({"description": description} if description else {}),
                 "inLanguage": "en-US",
-                "datePublished": self.generated_on.isoformat(),
+                # no datePublished / dateModified here: they are not content, and storing them in the hashed article
+                # would make publishing it a change; the site build adds them from generated_articles.published_at
+                # and date_updated
                 "wordCount": words,
                 "author": organization,
                 "publisher": organization,
@@ -406,6 +497,13 @@ class ArticleAssembler:
                 ],
             },
         ]
+        business = self.blueprint.business
+        if business is not None:
+            article = graph[0]
+            if business.image:
+                article["image"] = business.image
+            article["publisher"] = {"@id": f"{site.url}/#business"}
+            graph.append(local_business_node(business, site.url, _place(perm.geo)))
         if faq:
             graph.append(
                 {
@@ -419,6 +517,13 @@ class ArticleAssembler:
         return {"@context": "https://schema.org", "@graph": graph}
 
 
+
+
+def _place(geo: GeoTarget) -> dict[str, Any]:
+    """The schema.org place of a geo target: a City, or an AdministrativeArea (county, state)."""
+    if geo.city:
+        return {"@type": "City", "name": geo.label}
+    return {"@type": "AdministrativeArea", "name": geo.label}
 
 
 def _digest(text: str) -> int:

@@ -51,7 +51,8 @@ import nh3
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spark_assets.content import grammar, spintax
+from spark_assets.content import grammar, seo, spintax
+from spark_assets.content.business import Business
 from spark_assets.content.geo_codes import US_STATE_CODES
 from spark_assets.content.names import InvalidName, slugify, validate_slug
 from spark_assets.content.tokens import RECASED_TOKENS, TOKENS, LocationMode, available_tokens, unavailable_reason
@@ -140,7 +141,11 @@ class Pattern(_Strict):
 
     slug: Slug
     name: NonEmpty
-    logic: NonEmpty
+    logic: NonEmpty = Field(description="the H1 (spintax with tokens); unique within the site where variations allow")
+    seo_title: NonEmpty | None = Field(None, description="this pattern's title tag template, instead of the campaign's")
+    meta_description: NonEmpty | None = Field(
+        None, description="this pattern's meta description template, instead of the campaign's"
+    )
 
 
 class OfferBlock(_Strict):
@@ -182,8 +187,14 @@ class PublishingPolicy(_Strict):
     max_near_duplicate_rate: float = Field(
         0.05, ge=0, le=1, description="block publishing when more than this share of articles are near-duplicates"
     )
+    min_words: int = Field(
+        300, ge=0, le=20000,
+        description="an article with fewer words of its own (shared boilerplate removed) is thin and blocked",
+    )
     similarity_threshold: float = Field(
-        0.8, gt=0, le=1, description="two articles whose shingle sets are at least this similar are near-duplicates"
+        0.5, gt=0, le=1,
+        description="two articles whose 5-word-shingle Jaccard similarity is at least this are near-duplicates "
+        "(blocking); from 0.7 times it (0.35 by default) they are flagged similar_content (a warning)",
     )
 
 
@@ -194,6 +205,17 @@ class Blueprint(_Strict):
     slug: Slug | None = Field(None, description="URL-safe id of the campaign; derived from the name when absent")
     status: Literal["active", "inactive"] = "active"
     headline_spintax_root: NonEmpty
+    seo_title: NonEmpty | None = Field(
+        None, description="the title tag (spintax with tokens): a variation of at most 60 characters, unique in the site"
+    )
+    meta_description: NonEmpty | None = Field(
+        None, description="the meta description (spintax with tokens): a variation of 120-155 characters, unique in "
+        "the site"
+    )
+    business: Business | None = Field(None, description="the business facts the JSON-LD states (LocalBusiness)")
+    faq_per_article: int | None = Field(
+        None, ge=1, description="how many of the FAQ entries each article shows (chosen per article); all when absent"
+    )
     target_word_count: int = Field(1500, ge=100, le=20000)
     batch_count: int = Field(500, ge=1, le=100_000, description="permutations written per batch")
     location: LocationTargeting
@@ -252,6 +274,8 @@ class Blueprint(_Strict):
             problems.append("outline has 'offer' but there are no offer_blocks")
         if FAQ_SECTION in self.outline and not self.faq:
             problems.append("outline has 'faq' but there is no faq")
+        if self.faq_per_article is not None and self.faq_per_article > len(self.faq):
+            problems.append(f"faq_per_article is {self.faq_per_article} but there are only {len(self.faq)} faq entries")
         for label, slugs in (
             ("avatar slug", [a.slug for a in self.avatars]),
             ("pattern slug", [p.slug for p in self.patterns]),
@@ -602,9 +626,13 @@ def spintax_fields(data: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield path, value
 
     yield from texts(("headline_spintax_root",), data.get("headline_spintax_root"))
+    yield from texts(("seo_title",), data.get("seo_title"))
+    yield from texts(("meta_description",), data.get("meta_description"))
     for i, pattern in enumerate(items("patterns")):
         if isinstance(pattern, dict):
             yield from texts(("patterns", i, "logic"), pattern.get("logic"))
+            yield from texts(("patterns", i, "seo_title"), pattern.get("seo_title"))
+            yield from texts(("patterns", i, "meta_description"), pattern.get("meta_description"))
     for i, offer in enumerate(items("offer_blocks")):
         if isinstance(offer, dict):
             yield from texts(("offer_blocks", i, "html"), offer.get("html"))
@@ -874,3 +902,69 @@ def _index_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict, prob
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index_lines(item, path + (i,), lines, problems)
+
+
+# --- warnings ----------------------------------------------------------------------------------------------------------
+# Things that are valid but that an SEO editor would not publish: said at import (with field and line) and again by the
+# articles asset with the campaign's real places. They never refuse a blueprint.
+
+#: lengths assumed for token values the blueprint does not hold, when the campaign's places are not known yet
+ESTIMATED_TOKEN_LENGTHS = {"city": 20, "county": 24, "state": 20, "state_code": 2, "population": 9, "location": 24,
+                           "brand": 24, "domain": 28, "year": 4}
+_PLACE_TOKENS = ("city", "county", "state", "location")
+
+
+def blueprint_warnings(
+    blueprint: Blueprint, lines: dict[tuple[str | int, ...], int] | None = None,
+    longest: dict[str, int] | None = None,
+) -> list[Problem]:
+    """Warnings about SEO templates: a title or description template none of whose variations fits its limits for the
+    longest token values, and a pattern (the H1) with no place token. `longest` gives the campaign's real longest
+    place/site values when known; otherwise the estimates above are used and the warning says so."""
+
+    lines = lines or {}
+    lengths = dict(ESTIMATED_TOKEN_LENGTHS)
+    lengths.update(longest or {})
+    personas = [(a, v) for a in blueprint.avatars for v in a.variants]
+    lengths["avatar"] = max(len(a.name) for a, _ in personas)
+    lengths["variant"] = max(len(v.name) for _, v in personas)
+    lengths["pain_point"] = max((len(p) for a in blueprint.avatars for p in a.pain_points), default=0)
+    basis = "the campaign's longest values" if longest else "estimated token lengths (the campaign's places are not known yet)"
+    out: list[Problem] = []
+    templates: list[tuple[tuple[str | int, ...], str, str]] = []
+    if blueprint.seo_title:
+        templates.append((("seo_title",), blueprint.seo_title, "title"))
+    if blueprint.meta_description:
+        templates.append((("meta_description",), blueprint.meta_description, "description"))
+    for i, pattern in enumerate(blueprint.patterns):
+        if pattern.seo_title:
+            templates.append((("patterns", i, "seo_title"), pattern.seo_title, "title"))
+        if pattern.meta_description:
+            templates.append((("patterns", i, "meta_description"), pattern.meta_description, "description"))
+        if not seo.has_place_token(spintax.parse(pattern.logic)):
+            path = ("patterns", i, "logic")
+            out.append(Problem(format_path(path), "a pattern with no place token ({{city}}, {{county}}, {{state}}, "
+                               "{{location}}) gives the same H1 in every place", _nearest_line(path, lines)))
+    low, high = seo.META_DESCRIPTION_RANGE
+    for path, text, kind in templates:
+        shortest, longest_length = seo.longest_length(spintax.parse(text), lengths)
+        if kind == "title" and shortest > seo.SEO_TITLE_MAX:
+            message = (f"no variation fits in {seo.SEO_TITLE_MAX} characters for {basis} (the shortest is "
+                       f"{shortest}): articles for long place names will be flagged seo_title_too_long")
+        elif kind == "description" and (shortest > high or longest_length < low):
+            message = (f"no variation fits {low}-{high} characters for {basis} ({shortest}-{longest_length}): "
+                       "articles will be flagged meta_description_length")
+        else:
+            continue
+        out.append(Problem(format_path(path), message, _nearest_line(path, lines)))
+    return out
+
+
+def load_blueprint_with_warnings(path: str | Path) -> tuple[Blueprint, list[Problem]]:
+    """`load_blueprint`, plus its warnings (`blueprint_warnings`) with their lines."""
+    blueprint = load_blueprint(path)
+    root, _ = _load_yaml(Path(path).read_text(encoding="utf-8"))
+    lines: dict[tuple[str | int, ...], int] = {}
+    if root is not None:
+        _index_lines(root, (), lines, [])
+    return blueprint, blueprint_warnings(blueprint, lines)

@@ -4,6 +4,10 @@ Spintax campaigns produce tens of thousands of articles from the same fragments;
 variation, articles come out as near-copies of each other, which search engines treat as thin duplicate content. This
 module measures how many articles have a near-copy so an asset check can block publishing above a threshold.
 
+Thresholds: what is measured is the Jaccard similarity of 5-word shingle sets, on which practitioners read >= 0.5 as
+a near-copy (the default here and in blueprints' `publishing.similarity_threshold`) and 0.35-0.5 as similar enough to
+look at (the gate's `similar_content` warning); the earlier default, 0.8, let pages sharing most of their text through.
+
 How: each body becomes a set of word 5-gram "shingles" (after stripping HTML), whose Jaccard similarity is what
 "near-copy" means. Comparing every pair of 50,000 articles is 1.25 billion comparisons, so each set is reduced to a
 MinHash signature (`num_perm` small integers whose agreement rate estimates Jaccard) and a MinHashLSH index proposes
@@ -151,7 +155,7 @@ def _normalised(text: str) -> bytes:
 def find_near_duplicates(
     documents: Iterable[tuple[str, str]],
     *,
-    threshold: float = 0.8,
+    threshold: float = 0.5,
     num_perm: int = 64,
     shingle_size: int = 5,
     keep_pairs: int = 10,
@@ -265,3 +269,43 @@ def _best_pairs_of(
         first, second = (partner, doc_id) if partner < doc_id else (doc_id, partner)
         pairs.append((-count, first, second))
     return pairs
+
+
+def find_copies_of(
+    reference: Iterable[tuple[str, str]],
+    documents: Iterable[tuple[str, str]],
+    *,
+    threshold: float = 0.5,
+    num_perm: int = 64,
+    shingle_size: int = 5,
+) -> frozenset[str]:
+    """The ids of `documents` that have a near-duplicate (MinHash Jaccard estimate >= `threshold`) among `reference`.
+
+    For the gate's site-wide and cross-site checks: the reference (the site's other campaigns, the operator's other
+    sites) is indexed once, and each document only queries it, so copies inside `documents` are not reported here
+    (`find_near_duplicates` reports those). Streamed like `find_near_duplicates`: signatures are kept, texts never.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    lsh = _lsh_index(threshold, num_perm)
+    template = MinHash(num_perm=num_perm, seed=_SEED, hashfunc=_HASHFUNC, scheme="affine32")
+    signatures: list[np.ndarray] = []
+    for _, text in reference:
+        minhash = template.copy()
+        minhash.update_batch(_shingle_stream(text, shingle_size))
+        lsh.insert(len(signatures), minhash, check_duplication=False)
+        signatures.append(minhash.hashvalues)
+    if not signatures:
+        return frozenset()
+    matrix = np.stack(signatures)
+    found = []
+    for doc_id, text in documents:
+        minhash = template.copy()
+        minhash.update_batch(_shingle_stream(text, shingle_size))
+        candidates = lsh.query(minhash)
+        if candidates:
+            others = np.fromiter(candidates, dtype=np.intp, count=len(candidates))
+            matches = np.count_nonzero(matrix[others] == minhash.hashvalues, axis=1)
+            if (matches / num_perm >= threshold).any():
+                found.append(doc_id)
+    return frozenset(found)

@@ -2,28 +2,60 @@
 
 `record_quality` is called by the `article_quality` asset; `approve` and `publish` by `spark articles ...`. The gate: a
 campaign publishes only when its latest quality report (dropped whenever its articles change) says its near-duplicate
-rate is within the campaign's maximum and no stored article has markup left in it. Articles flagged with an issue are
-never published automatically, and an article with markup left is never published at all.
+rate is within the campaign's maximum and no stored article has markup left in it. Per article, issues are BLOCKING
+(`BLOCKING_ISSUES`: what an editor would not let out) or warnings (every other name, including ones this module does
+not know, which are counted under their own names): `approve --passing` and auto-publishing take only articles free of
+blocking issues, and an article with markup left is never published at all.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from spark_assets.content.blueprint import Blueprint
+from spark_assets.content.seo import META_DESCRIPTION_RANGE, SEO_TITLE_MAX
 from spark_assets.records.registry import Campaign, RegistryError, get_campaign, lock_campaign
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (a second to import): the CLI should not pay for it
     from spark_assets.content.dedupe import NearDuplicateReport
 
 #: issues the quality stage owns (recomputed on every check); the others come from generation
-GATE_ISSUES = ("near_duplicate", "unresolved_markup")
+GATE_ISSUES = (
+    "near_duplicate", "unresolved_markup", "similar_content", "near_duplicate_in_site", "near_duplicate_across_sites",
+    "thin_content", "article_agreement", "seo_title_too_long", "duplicate_seo_title", "meta_description_length",
+    "duplicate_meta_description", "duplicate_h1",
+)
+#: issues that keep an article from being approved with --passing or auto-published: what an editor would not publish
+#: (a copy, broken markup, a title tag cut by the search engine or shared with another page, a repeated H1, thin text,
+#: a grammar slip). Everything else (`meta_description_length`, `duplicate_meta_description`, `similar_content`,
+#: `duplicate_headline`, `word_count_*`, and names added elsewhere that this list does not hold) is a warning, counted.
+BLOCKING_ISSUES = (
+    "near_duplicate", "near_duplicate_in_site", "near_duplicate_across_sites", "unresolved_markup",
+    "visible_escaped_markup", "thin_content", "article_agreement", "seo_title_too_long", "duplicate_seo_title",
+    "duplicate_h1",
+)
 _MARKUP = "(g.title || coalesce(g.seo_title, '') || coalesce(g.seo_description, '') || g.content) ~ '[{}]'"
+_NO_BLOCKING = "NOT (quality_issues ?| CAST(:blocking AS text[]))"
+#: a field another article of the same site has (case-folded); within a campaign the first by id keeps it. An empty
+#: (NULL) title tag or description is what generation stores when no variation fits: flagged as too long / length
+_SITE_DUPLICATE = """EXISTS (SELECT 1 FROM generated_articles o WHERE o.site_id = g.site_id AND o.id <> g.id
+    AND lower(o.{column}) = lower(g.{column}) AND (o.campaign_id <> g.campaign_id OR o.id < g.id))"""
+
+
+@dataclass(frozen=True)
+class GateFindings:
+    """What the asset found over the text (ids as text): each set becomes the issue it is named after."""
+
+    similar_content: frozenset[str] = frozenset()
+    near_duplicate_in_site: frozenset[str] = frozenset()
+    near_duplicate_across_sites: frozenset[str] = frozenset()
+    thin_content: frozenset[str] = frozenset()
+    article_agreement: frozenset[str] = frozenset()
 
 
 class PublishingError(RegistryError):
@@ -39,6 +71,9 @@ class QualityReport:
     worst_pairs: list[dict]
     articles_with_issues: int
     unclean_articles: int
+    issue_counts: dict[str, int] = field(default_factory=dict)  # every issue name, known or not -> articles
+    examples: dict[str, list[str]] = field(default_factory=dict)  # issue -> up to 3 "slug: title"
+    blocked_articles: int = 0
 
     @property
     def publishable(self) -> bool:
@@ -57,21 +92,68 @@ class QualityReport:
         rows = "\n".join(f"| {p['first']} | {p['second']} | {p['similarity']:.3f} |" for p in self.worst_pairs)
         return "| article | article | similarity |\n|---|---|---|\n" + rows
 
+    def issues_markdown(self) -> str:
+        if not self.issue_counts:
+            return "no issues"
+        rows = "\n".join(
+            f"| {name} | {'blocking' if name in BLOCKING_ISSUES else 'warning'} | {count} | "
+            f"{'<br>'.join(self.examples.get(name, []))} |"
+            for name, count in sorted(self.issue_counts.items(), key=lambda item: (-item[1], item[0]))
+        )
+        return "| issue | kind | articles | examples |\n|---|---|---|---|\n" + rows
+
 
 def record_quality(
-    conn: Connection, campaign: Campaign, blueprint: Blueprint, near: "NearDuplicateReport"
+    conn: Connection, campaign: Campaign, blueprint: Blueprint, near: "NearDuplicateReport",
+    findings: GateFindings = GateFindings(),
 ) -> QualityReport:
     """Flag each article with the gate's issues and store the campaign's report (replacing the previous one)."""
+    flag = lambda name, condition: (  # noqa: E731
+        f"|| CASE WHEN {condition} THEN '[\"{name}\"]'::jsonb ELSE '[]'::jsonb END"
+    )
+    found = {name: sorted(getattr(findings, name)) for name in GateFindings.__dataclass_fields__}
+    low, high = META_DESCRIPTION_RANGE
     conn.execute(
         sa.text(
             f"""UPDATE generated_articles g SET quality_issues =
                     (g.quality_issues - CAST(:gate AS text[]))
-                    || CASE WHEN g.id = ANY(CAST(:near AS uuid[])) THEN '["near_duplicate"]'::jsonb ELSE '[]'::jsonb END
-                    || CASE WHEN {_MARKUP} THEN '["unresolved_markup"]'::jsonb ELSE '[]'::jsonb END
+                    {flag("near_duplicate", "g.id = ANY(CAST(:near AS uuid[]))")}
+                    {flag("unresolved_markup", _MARKUP)}
+                    {"".join(flag(name, f"g.id = ANY(CAST(:{name} AS uuid[]))") for name in found)}
+                    {flag("seo_title_too_long", f"coalesce(char_length(g.seo_title), 0) NOT BETWEEN 1 AND {SEO_TITLE_MAX}")}
+                    {flag("meta_description_length",
+                          f"coalesce(char_length(g.seo_description), 0) NOT BETWEEN {low} AND {high}")}
+                    {flag("duplicate_seo_title", _SITE_DUPLICATE.format(column="seo_title"))}
+                    {flag("duplicate_meta_description", _SITE_DUPLICATE.format(column="seo_description"))}
+                    {flag("duplicate_h1", _SITE_DUPLICATE.format(column="title"))}
                 WHERE g.campaign_id = :c"""
         ),
-        {"gate": list(GATE_ISSUES), "near": sorted(near.flagged), "c": campaign.id},
+        {"gate": list(GATE_ISSUES), "near": sorted(near.flagged), "c": campaign.id, **found},
     )
+    issue_counts = dict(
+        conn.execute(
+            sa.text(
+                """SELECT issue, count(*) FROM generated_articles g, jsonb_array_elements_text(g.quality_issues) issue
+                   WHERE g.campaign_id = :c GROUP BY issue"""
+            ),
+            {"c": campaign.id},
+        ).all()
+    )
+    examples: dict[str, list[str]] = {}
+    for issue, slug, title in conn.execute(
+        sa.text(
+            """SELECT issue, slug, title FROM (
+                   SELECT issue, g.slug, g.title, row_number() OVER (PARTITION BY issue ORDER BY g.slug) AS n
+                   FROM generated_articles g, jsonb_array_elements_text(g.quality_issues) issue
+                   WHERE g.campaign_id = :c) x WHERE n <= 3 ORDER BY issue, slug"""
+        ),
+        {"c": campaign.id},
+    ):
+        examples.setdefault(issue, []).append(f"{slug}: {title}")
+    blocked = conn.execute(
+        sa.text(f"SELECT count(*) FROM generated_articles WHERE campaign_id = :c AND NOT {_NO_BLOCKING}"),
+        {"c": campaign.id, "blocking": list(BLOCKING_ISSUES)},
+    ).scalar_one()
     counts = conn.execute(
         sa.text(
             """SELECT count(*) AS articles,
@@ -89,6 +171,9 @@ def record_quality(
         worst_pairs=[{"first": p.first, "second": p.second, "similarity": p.similarity} for p in near.worst_pairs],
         articles_with_issues=counts.with_issues,
         unclean_articles=counts.unclean,
+        issue_counts=issue_counts,
+        examples=examples,
+        blocked_articles=blocked,
     )
     conn.execute(
         sa.text(
@@ -127,7 +212,7 @@ def _require_publishable(conn: Connection, campaign: Campaign) -> None:
 
 
 def approve(conn: Connection, key: str, passing_only: bool) -> int:
-    """Move the campaign's drafts to approved (with `passing_only`, only those without any quality issue)."""
+    """Move the campaign's drafts to approved (with `passing_only`, only those without a blocking issue)."""
     lock_campaign(conn, key)  # not while a run of the campaign's stages is rewriting its articles
     campaign = get_campaign(conn, key)
     if passing_only:
@@ -136,9 +221,9 @@ def approve(conn: Connection, key: str, passing_only: bool) -> int:
         sa.text(
             f"""UPDATE generated_articles SET status = 'approved', approved_at = now()
                 WHERE campaign_id = :c AND status = 'draft'
-                {"AND quality_issues = '[]'::jsonb" if passing_only else ""}"""
+                {f"AND {_NO_BLOCKING}" if passing_only else ""}"""
         ),
-        {"c": campaign.id},
+        {"c": campaign.id, "blocking": list(BLOCKING_ISSUES)},
     ).rowcount
 
 
@@ -162,12 +247,12 @@ def publish(conn: Connection, key: str) -> tuple[int, int]:
 
 
 def auto_publish(conn: Connection, campaign: Campaign) -> int:
-    """Publish every draft or approved article without issues (campaigns with publishing.auto_publish)."""
+    """Publish every draft or approved article without a blocking issue (campaigns with publishing.auto_publish)."""
     return conn.execute(
         sa.text(
-            """UPDATE generated_articles SET status = 'published', is_published = true,
+            f"""UPDATE generated_articles SET status = 'published', is_published = true,
                    approved_at = coalesce(approved_at, now()), published_at = now()
-               WHERE campaign_id = :c AND status IN ('draft', 'approved') AND quality_issues = '[]'::jsonb"""
+               WHERE campaign_id = :c AND status IN ('draft', 'approved') AND {_NO_BLOCKING}"""
         ),
-        {"c": campaign.id},
+        {"c": campaign.id, "blocking": list(BLOCKING_ISSUES)},
     ).rowcount
