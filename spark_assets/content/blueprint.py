@@ -186,6 +186,12 @@ class Blueprint(_Strict):
                 f"location.min_population cannot be used in {self.location.mode} mode: the dataset has populations "
                 "for cities only"
             )
+        if self.location.mode != "city" and self.location.limit:
+            places = "counties" if self.location.mode == "county" else "states"
+            problems.append(
+                f"location.limit cannot be used in {self.location.mode} mode: {places} have no population in the "
+                "shipped data, so 'most populous' cannot be chosen honestly: list the states to cover, or use city mode"
+            )
         uses_pain_point = any(
             token.name == "pain_point"
             for _, text in spintax_fields(self.model_dump(mode="json"))
