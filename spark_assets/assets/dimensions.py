@@ -266,7 +266,8 @@ def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget
     if location.mode == "city":
         rows = conn.execute(
             sa.text(
-                f"""SELECT c.id AS city_id, c.name AS city, c.population, c.geonameid::text AS tie, c.latitude, c.longitude,
+                f"""SELECT c.id AS city_id, c.name AS city, c.population, c.geonameid::text AS tie,
+                           c.latitude, c.longitude,
                            s.id AS state_id, s.name AS state, s.code AS state_code
                     FROM locations_cities c JOIN locations_states s ON s.id = c.state
                     WHERE {state_filter} AND c.population >= :min
@@ -299,7 +300,8 @@ def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget
     else:
         rows = conn.execute(
             sa.text(
-                f"""SELECT s.id AS state_id, s.name AS state, s.code AS state_code, s.code AS tie, s.latitude, s.longitude
+                f"""SELECT s.id AS state_id, s.name AS state, s.code AS state_code, s.code AS tie,
+                           s.latitude, s.longitude
                     FROM locations_states s WHERE {state_filter} ORDER BY s.name {limit}"""
             ),
             params,

@@ -2,8 +2,11 @@
 
 For each permutation the assembler fills the tokens (geo target, persona, site), picks the headline (unique within the
 campaign where the spintax allows), then builds the article from the blueprint's outline: one fragment per pillar (more
-when the article is short of the campaign's target word count), the offer block, the FAQ, related links and links to the
-same article in nearby places. Every choice is made by a random generator seeded with the permutation id, so the same
+when the article is short of the campaign's target word count), the offer block, the FAQ, and its links: the blueprint's
+link targets linked in the text where their keyword first appears (at most CONTEXTUAL_LINKS), a few of the others in a
+related block that varies per article, links to the place's hub and its state's hub, and links to the same article in
+the nearest places of the campaign (by great-circle distance, computed once per campaign). Every site path comes from
+`urls` (the site's URL scheme). Every choice is made by a random generator seeded with the permutation id, so the same
 inputs give the same article on every run and every machine. The result carries SEO fields within their limits,
 schema.org JSON-LD and its provenance: which permutation, fragments, offer and blueprint version each part came from.
 
@@ -23,9 +26,9 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 from uuid import UUID
 
-from spark_assets.content import spintax
+from spark_assets.content import spintax, urls
 from spark_assets.content.blueprint import FAQ_SECTION, OFFER_SECTION, Blueprint
-from spark_assets.content.geo import GeoTarget
+from spark_assets.content.geo import GeoTarget, nearest_neighbours
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
 
@@ -33,7 +36,9 @@ from spark_assets.content.permutations import Permutation
 SEO_TITLE_MAX = 60
 SEO_DESCRIPTION_MAX = 160
 SLUG_MAX = 200
-SIBLING_LINKS = 4
+SIBLING_LINKS = 4  # nearest places linked from an article (3-5 reads as "nearby", more as a directory)
+CONTEXTUAL_LINKS = 3  # link targets linked in the text at most, so the text stays text
+RELATED_LINKS = 4  # link targets in the related block at most
 #: an article within this share of the target word count is "near" it
 WORD_COUNT_TOLERANCE = (0.8, 1.25)
 
@@ -127,17 +132,19 @@ class ArticleAssembler:
         self.offer_templates = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
         self.faq_templates = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
-        self.siblings = _nearby(geos)
+        self.siblings = nearest_neighbours(geos, SIBLING_LINKS)
         # 8-byte digests rather than the strings: a 500,000-article campaign keeps these sets in tens of MB
         self._headline_hashes: set[int] = set()
         self._geo_values: dict[str, dict[str, str]] = {}
         self._site_values = {"brand": site.brand, "domain": site.domain, "year": str(generated_on.year)}
         self._escaped_site = {k: html.escape(v) for k, v in self._site_values.items()}
         self._escaped_geo: dict[str, dict[str, str]] = {}
-        links = "".join(
+        self.link_items = [
             f'<li><a href="{html.escape(l.url)}">{html.escape(l.anchor)}</a></li>' for l in blueprint.link_targets
-        )
-        self.related_html = f'<nav class="related"><h2>Related Services</h2><ul>{links}</ul></nav>' if links else ""
+        ]
+        self.link_hrefs = [html.escape(l.url) for l in blueprint.link_targets]
+        self.keyword_re = _keyword_pattern([l.keyword or l.anchor for l in blueprint.link_targets])
+        self._hub_html: dict[str, str] = {}
         self._slugs: dict[int, int] = {}  # digest of a slug -> ordinal of the permutation that took it
 
     # --- tokens -------------------------------------------------------------------------------------------------
@@ -274,6 +281,7 @@ class ArticleAssembler:
                 if words >= target * 0.9:
                     break
 
+        linked_texts, link_blocks = self._links(perm, texts, rng("related"))
         body = [f"<h1>{html.escape(title)}</h1>"]
         for section in self.blueprint.outline:
             if section == OFFER_SECTION:
@@ -283,16 +291,9 @@ class ArticleAssembler:
                 body.append(f'<section class="faq"><h2>Frequently Asked Questions</h2>{items}</section>')
             else:
                 heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
-                paragraphs = "".join(f"<p>{t}</p>" for t in texts[section])  # escaped when compiled
+                paragraphs = "".join(f"<p>{t}</p>" for t in linked_texts[section])  # escaped when compiled
                 body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
-        if self.related_html:
-            body.append(self.related_html)
-        siblings = self.siblings.get(perm.geo.key, [])
-        if siblings:
-            links = "".join(
-                f'<li><a href="/{self.slug_for(g, perm)}/">{html.escape(g.label)}</a></li>' for g in siblings
-            )
-            body.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{links}</ul></nav>')
+        body.extend(link_blocks)
         content = "\n".join(body)
 
         intro = html.unescape(texts[self.pillars[0]][0]) if self.pillars else title
@@ -300,7 +301,7 @@ class ArticleAssembler:
         if len(f"{seo_title} | {self.site.brand}") <= SEO_TITLE_MAX and self.site.brand not in seo_title:
             seo_title = f"{seo_title} | {self.site.brand}"
         seo_description = truncate_words(intro, SEO_DESCRIPTION_MAX)
-        url = f"{self.site.url}/{slug}/"
+        url = urls.absolute(self.site.domain, urls.article_path(slug))
         schema = self._schema(perm, title, seo_description, url, words, faq)
 
         issues = []
@@ -352,14 +353,85 @@ class ArticleAssembler:
         ).hexdigest()
         return replace(article, content_hash=digest, schema_text=schema_text)
 
+    # --- links --------------------------------------------------------------------------------------------------
+
+    def _links(
+        self, perm: Permutation, texts: dict[str, list[str]], draw
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """The pillar paragraphs with the link targets linked in the text, and the link blocks that follow the text:
+        related link targets, the place's hubs and the nearest places' articles."""
+        texts = {pillar: list(paragraphs) for pillar, paragraphs in texts.items()}
+        linked = self._link_keywords(texts)
+        blocks = []
+        # related: a per-article choice among the targets not linked in the text, so pages do not all carry one block
+        rest = [i for i in range(len(self.link_items)) if i not in linked]
+        for k in range(len(rest) - 1, 0, -1):  # Fisher-Yates with the article's own "related" stream
+            j = int(draw() * (k + 1))
+            rest[k], rest[j] = rest[j], rest[k]
+        if rest:
+            items = "".join(self.link_items[i] for i in rest[:RELATED_LINKS])
+            blocks.append(f'<nav class="related"><h2>Related Services</h2><ul>{items}</ul></nav>')
+        blocks.append(self._hubs(perm.geo))
+        siblings = self.siblings.get(perm.geo.key, [])
+        if siblings:
+            items = "".join(
+                f'<li><a href="{urls.article_path(self.slug_for(g, perm))}">{html.escape(g.label)}</a></li>'
+                for g in siblings
+            )
+            blocks.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{items}</ul></nav>')
+        return texts, blocks
+
+    def _link_keywords(self, texts: dict[str, list[str]]) -> set[int]:
+        """Link (in place) each link target at the first appearance of its keyword (its anchor when it has none) in
+        the pillar paragraphs, in outline order, at most CONTEXTUAL_LINKS in all; returns the indexes of those linked.
+
+        Paragraphs are escaped text without tags, and keywords are matched escaped, so a link never lands inside a
+        tag, an entity or another link. One pass of one compiled pattern per paragraph: matches never overlap, and an
+        occurrence inside a longer keyword's link does not count as an appearance."""
+        linked: set[int] = set()
+        if self.keyword_re is None:
+            return linked
+        for pillar in self.pillars:
+            paragraphs = texts[pillar]
+            for n, text in enumerate(paragraphs):
+                spans = []
+                for match in self.keyword_re.finditer(text):
+                    target = int(match.lastgroup[1:])  # type: ignore[index]
+                    if target not in linked:
+                        linked.add(target)
+                        spans.append((match.start(), match.end(), target))
+                        if len(linked) >= CONTEXTUAL_LINKS:
+                            break
+                if spans:
+                    out, last = [], 0
+                    for start, end, target in spans:
+                        out += [text[last:start], f'<a href="{self.link_hrefs[target]}">', text[start:end], "</a>"]
+                        last = end
+                    paragraphs[n] = "".join(out) + text[last:]
+                if len(linked) >= CONTEXTUAL_LINKS:
+                    return linked
+        return linked
+
+    def _hubs(self, geo: GeoTarget) -> str:
+        """Links to the place's hub page and its state's hub page (one page in state mode), once per geo target."""
+        block = self._hub_html.get(geo.key)
+        if block is None:
+            place, state = urls.place_hub_path(geo), urls.state_hub_path(geo.state)
+            items = f'<li><a href="{place}">{html.escape(geo.label)}</a></li>'
+            if state != place:
+                items += f'<li><a href="{state}">{html.escape(geo.state)}</a></li>'
+            block = self._hub_html[geo.key] = f'<nav class="hubs"><h2>More Local Guides</h2><ul>{items}</ul></nav>'
+        return block
+
     def _schema(
         self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
     ) -> dict[str, Any]:
         site = self.site
-        organization = {"@type": "Organization", "name": site.brand, "url": f"{site.url}/"}
-        crumbs = [("Home", f"{site.url}/"), (perm.geo.state, f"{site.url}/{slugify(perm.geo.state)}/")]
+        home = urls.absolute(site.domain, urls.HOME)
+        organization = {"@type": "Organization", "name": site.brand, "url": home}
+        crumbs = [("Home", home), (perm.geo.state, urls.absolute(site.domain, urls.state_hub_path(perm.geo.state)))]
         if perm.geo.city or perm.geo.county:
-            crumbs.append((perm.geo.label, f"{site.url}/{perm.geo.key}/"))
+            crumbs.append((perm.geo.label, urls.absolute(site.domain, urls.place_hub_path(perm.geo))))
         crumbs.append((title, url))
         graph: list[dict[str, Any]] = [
             {
@@ -443,24 +515,14 @@ def _bounded_slug(text: str) -> str:
     return slugify(slug, max_length=SLUG_MAX - 9) + "-" + suffix
 
 
-def _nearby(geos: Sequence[GeoTarget]) -> dict[str, list[GeoTarget]]:
-    """Up to SIBLING_LINKS other targets per target: its neighbours in the same state (in campaign order) first,
-    then its neighbours in the whole campaign."""
-    by_state: dict[str, list[GeoTarget]] = {}
-    for g in geos:
-        by_state.setdefault(g.state_code, []).append(g)
-    position = {g.key: i for group in by_state.values() for i, g in enumerate(group)}
-    all_geos = list(geos)
-    index_of = {g.key: i for i, g in enumerate(all_geos)}
-    nearby: dict[str, list[GeoTarget]] = {}
-    for geo in geos:
-        picks: list[GeoTarget] = []
-        for group, pos in ((by_state[geo.state_code], position[geo.key]), (all_geos, index_of[geo.key])):
-            for distance in range(1, len(group)):
-                for j in (pos + distance, pos - distance):
-                    if 0 <= j < len(group) and len(picks) < SIBLING_LINKS and group[j] not in picks:
-                        picks.append(group[j])
-                if len(picks) >= SIBLING_LINKS:
-                    break
-        nearby[geo.key] = picks
-    return nearby
+def _keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern matching any of the (HTML-escaped) keywords as whole words; group "k<i>" names
+    which. Longer keywords first, so "gutter cleaning" wins over "gutter" where both start. A keyword is not matched
+    next to a word character, nor inside an entity ("amp" in "&amp;")."""
+    alternatives = sorted(
+        ((i, html.escape(" ".join(k.split()))) for i, k in enumerate(keywords) if k.strip()), key=lambda a: -len(a[1])
+    )
+    if not alternatives:
+        return None
+    body = "|".join(f"(?P<k{i}>{re.escape(k)})" for i, k in alternatives)
+    return re.compile(rf"(?<![\w&#])(?:{body})(?!\w)", re.IGNORECASE)

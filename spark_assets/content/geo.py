@@ -168,7 +168,8 @@ def nearest_neighbours(targets: Sequence[GeoTarget], count: int) -> dict[str, li
     A target without coordinates (a county no ZIP code names) gets the targets of its own state instead, nearest in
     campaign order, as the best stand-in for "nearby" the data allows; targets with coordinates never list it."""
     points = sorted(
-        ((math.radians(t.latitude), math.radians(t.longitude), t) for t in targets if t.has_point),  # type: ignore[arg-type]
+        ((math.radians(t.latitude), math.radians(t.longitude), t)  # type: ignore[arg-type]
+         for t in targets if t.has_point),
         key=lambda p: (p[0], p[2].key),
     )
     cosines = [math.cos(lat) for lat, _, _ in points]
