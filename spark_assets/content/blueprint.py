@@ -52,7 +52,7 @@ class LocationTargeting(_Strict):
     mode: LocationMode
     states: list[str] = Field(default_factory=list, description="two-letter state codes; empty means all 50 + DC")
     min_population: int = Field(0, ge=0)
-    limit: int | None = Field(None, ge=1, description="keep only the N most populous targets")
+    limit: int | None = Field(None, ge=1, description="city mode: keep only the N most populous cities")
 
     @model_validator(mode="after")
     def _known_states(self) -> "LocationTargeting":
