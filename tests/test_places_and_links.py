@@ -211,3 +211,14 @@ def test_related_blocks_vary_across_articles_and_skip_targets_linked_in_the_text
         blocks.append(tuple(hrefs))
     assert len(set(blocks)) > len(articles) // 4  # not one boilerplate block
     assert len({b[0] for b in blocks}) > 1  # nor always the same first link
+
+
+def test_a_keyword_is_never_linked_inside_an_entity_or_a_word():
+    blueprint = _blueprint()
+    data = blueprint.model_dump(mode="json")
+    data["link_targets"] = [{"url": "/amp/", "anchor": "amp"}, {"url": "/roof/", "anchor": "roof"}]
+    data["fragments"] = {"intro": ["Homes & yards; a roofer checks the roof."], "care": ["Rooftop & amp."]}
+    articles = _assemble(parse_blueprint(json.dumps(data)), _city_targets(_texas_cities(1_000_000))[:2])
+    paragraphs = _paragraphs(articles[0].content)
+    assert paragraphs[0] == 'Homes &amp; yards; a roofer checks the <a href="/roof/">roof</a>.'
+    assert paragraphs[1] == 'Rooftop &amp; <a href="/amp/">amp</a>.'
