@@ -161,8 +161,8 @@ def test_breadcrumbs_name_the_hub_pages_of_the_url_scheme():
     geo = geos[0]
     assert crumbs == [f"https://{DOMAIN}/", f"https://{DOMAIN}/texas/", f"https://{DOMAIN}/{geo.key}/",
                       f"https://{DOMAIN}/{article.slug}/"]
-    assert crumbs == [urls.absolute(DOMAIN, p) for p in
-                      (urls.HOME, urls.state_hub_path("Texas"), urls.place_hub_path(geo), urls.article_path(article.slug))]
+    paths = (urls.HOME, urls.state_hub_path("Texas"), urls.place_hub_path(geo), urls.article_path(article.slug))
+    assert crumbs == [urls.absolute(DOMAIN, p) for p in paths]
     # and the article links the same hubs its breadcrumbs name
     assert f'href="{urls.place_hub_path(geo)}"' in article.content and 'href="/texas/"' in article.content
 
