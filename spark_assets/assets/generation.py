@@ -141,7 +141,8 @@ def load_inputs(conn: Connection, key: str) -> CampaignInputs:
     site = get_site(conn, campaign.domain)
     geos = [
         GeoTarget(r.id, r.location_key, r.label or r.location_key, r.state, r.state_code, city=r.city, county=r.county,
-                  population=r.population, state_id=r.state_id, county_id=r.county_id, city_id=r.city_id)
+                  population=r.population, state_id=r.state_id, county_id=r.county_id, city_id=r.city_id,
+                  latitude=r.latitude, longitude=r.longitude)
         for r in conn.execute(
             sa.text(
                 """SELECT * FROM geo_intelligence WHERE campaign_id = :c AND status <> 'archived'

@@ -3,10 +3,13 @@
 For each permutation the assembler fills the tokens (geo target, persona, site), picks the headline (unique within the
 campaign where the spintax allows), then builds the article from the blueprint's outline: one fragment per pillar (more
 when the article is short of the campaign's target word count), the offer block (its HTML sanitized by nh3), the FAQ,
-related links and links to the same article in nearby places. Every choice is made by a random generator seeded with the
-permutation id, so the same inputs give the same article on every run and every machine. The result carries SEO fields
-within their limits, schema.org JSON-LD and its provenance: which permutation, fragments, offer and blueprint version
-each part came from.
+and its links: the blueprint's link targets linked in the text where their keyword first appears (at most
+CONTEXTUAL_LINKS), a few of the others in a related block that varies per article, links to the place's hub and its
+state's hub, and links to the same article in the nearest places of the campaign (by great-circle distance, computed
+once per campaign). Every site path comes from `urls` (the site's URL scheme). Every choice is made by a random
+generator seeded with the permutation id, so the same inputs give the same article on every run and every machine. The
+result carries SEO fields within their limits, schema.org JSON-LD and its provenance: which permutation, fragments,
+offer and blueprint version each part came from.
 
 Plain Python: no database and no dagster.
 """
@@ -24,7 +27,7 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 from uuid import UUID
 
-from spark_assets.content import grammar, seo, spintax
+from spark_assets.content import grammar, seo, spintax, urls
 from spark_assets.content.blueprint import (
     FAQ_SECTION,
     FRAGMENT_TAG_RE,
@@ -35,7 +38,7 @@ from spark_assets.content.blueprint import (
 )
 from spark_assets.content.business import local_business_node
 from spark_assets.content.markup import has_visible_escaped_markup
-from spark_assets.content.geo import GeoTarget
+from spark_assets.content.geo import GeoTarget, nearest_neighbours
 from spark_assets.content.names import slugify
 from spark_assets.content.permutations import Permutation
 
@@ -45,11 +48,15 @@ SEO_DESCRIPTION_MAX = seo.META_DESCRIPTION_RANGE[1]
 #: the most generated_articles.seo_description holds (a CHECK in sql/0002_walls.sql)
 SEO_DESCRIPTION_MAX_STORED = 160
 SLUG_MAX = 200
-SIBLING_LINKS = 4
+SIBLING_LINKS = 4  # nearest places linked from an article (3-5 reads as "nearby", more as a directory)
+CONTEXTUAL_LINKS = 3  # link targets linked in the text at most, so the text stays text
+RELATED_LINKS = 4  # link targets in the related block at most
 #: an article within this share of the target word count is "near" it
 WORD_COUNT_TOLERANCE = (0.8, 1.25)
 
 _TAG_RE = re.compile(r"<[^>]+>")
+#: what a keyword link may not land in: a link the fragment already has (tag and text), or any other tag
+_UNLINKABLE_RE = re.compile(r"<a\b[^>]*>.*?</a>|<[^>]*>", re.S)
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -164,17 +171,19 @@ class ArticleAssembler:
         self.offer_templates = [(o.slug, compile_(o.html)) for o in blueprint.offer_blocks]
         self.faq_templates = [(compile_(f.question), compile_(f.answer)) for f in blueprint.faq]
         self.pillars = [s for s in blueprint.outline if s not in (OFFER_SECTION, FAQ_SECTION)]
-        self.siblings = _nearby(geos)
+        self.siblings = nearest_neighbours(geos, SIBLING_LINKS)
         # 8-byte digests rather than the strings: a 500,000-article campaign keeps these sets in tens of MB
         self._headline_hashes: set[int] = set()
         self._geo_values: dict[str, dict[str, str]] = {}
         self._site_values = {"brand": site.brand, "domain": site.domain, "year": str(generated_on.year)}
         self._escaped_site = {k: html.escape(v) for k, v in self._site_values.items()}
         self._escaped_geo: dict[str, dict[str, str]] = {}
-        links = "".join(
+        self.link_items = [
             f'<li><a href="{html.escape(l.url)}">{html.escape(l.anchor)}</a></li>' for l in blueprint.link_targets
-        )
-        self.related_html = f'<nav class="related"><h2>Related Services</h2><ul>{links}</ul></nav>' if links else ""
+        ]
+        self.link_hrefs = [html.escape(l.url) for l in blueprint.link_targets]
+        self.link_needles = _link_needles([l.keyword or l.anchor for l in blueprint.link_targets])
+        self._hub_html: dict[str, str] = {}
         self._slugs: dict[int, int] = {}  # digest of a slug -> ordinal of the permutation that took it
 
     # --- tokens -------------------------------------------------------------------------------------------------
@@ -317,6 +326,7 @@ class ArticleAssembler:
                 if words >= target * 0.9:
                     break
 
+        linked_texts, link_blocks = self._links(perm, texts, rng("related"))
         body = [f"<h1>{html.escape(title)}</h1>"]
         for section in self.blueprint.outline:
             if section == OFFER_SECTION:
@@ -326,21 +336,14 @@ class ArticleAssembler:
                 body.append(f'<section class="faq"><h2>Frequently Asked Questions</h2>{items}</section>')
             else:
                 heading = f"<h2>{html.escape(headings[section])}</h2>" if section in headings else ""
-                paragraphs = "".join(_paragraph(t) for t in texts[section])  # escaped when compiled
+                paragraphs = "".join(_paragraph(t) for t in linked_texts[section])  # escaped when compiled
                 body.append(f'<section class="{section}">{heading}{paragraphs}</section>')
-        if self.related_html:
-            body.append(self.related_html)
-        siblings = self.siblings.get(perm.geo.key, [])
-        if siblings:
-            links = "".join(
-                f'<li><a href="/{self.slug_for(g, perm)}/">{html.escape(g.label)}</a></li>' for g in siblings
-            )
-            body.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{links}</ul></nav>')
+        body.extend(link_blocks)
         content = "\n".join(body)
 
         intro = html.unescape(_TAG_RE.sub("", texts[self.pillars[0]][0])) if self.pillars else title
         seo_title, seo_description, seo_issues = self._seo_fields(perm, values, headline, title, intro)
-        url = f"{self.site.url}/{slug}/"
+        url = urls.absolute(self.site.domain, urls.article_path(slug))
         schema = self._schema(perm, title, seo_description, url, words, faq)
 
         issues = []
@@ -464,14 +467,101 @@ class ArticleAssembler:
             description = ""
         return seo_title, description, issues
 
+    # --- links --------------------------------------------------------------------------------------------------
+
+    def _links(
+        self, perm: Permutation, texts: dict[str, list[str]], draw
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """The pillar paragraphs with the link targets linked in the text, and the link blocks that follow the text:
+        related link targets, the place's hubs and the nearest places' articles."""
+        texts = {pillar: list(paragraphs) for pillar, paragraphs in texts.items()}
+        linked = self._link_keywords(texts)
+        blocks = []
+        # related: a per-article choice among the targets not linked in the text, so pages do not all carry one block
+        rest = [i for i in range(len(self.link_items)) if i not in linked]
+        for k in range(len(rest) - 1, 0, -1):  # Fisher-Yates with the article's own "related" stream
+            j = int(draw() * (k + 1))
+            rest[k], rest[j] = rest[j], rest[k]
+        if rest:
+            items = "".join(self.link_items[i] for i in rest[:RELATED_LINKS])
+            blocks.append(f'<nav class="related"><h2>Related Services</h2><ul>{items}</ul></nav>')
+        blocks.append(self._hubs(perm.geo))
+        siblings = self.siblings.get(perm.geo.key, [])
+        if siblings:
+            items = "".join(
+                f'<li><a href="{urls.article_path(self.slug_for(g, perm))}">{html.escape(g.label)}</a></li>'
+                for g in siblings
+            )
+            blocks.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{items}</ul></nav>')
+        return texts, blocks
+
+    def _link_keywords(self, texts: dict[str, list[str]]) -> set[int]:
+        """Link (in place) each link target at the first appearance of its keyword (its anchor when it has none) in
+        the pillar paragraphs, in outline order, at most CONTEXTUAL_LINKS in all; returns the indexes of those linked.
+
+        Paragraphs are escaped text, with at most the fragment tags a blueprint may write (`<strong>`, `<a href>`, ...);
+        keywords are matched escaped, as whole words, case-insensitively, outside every tag and every link the text
+        already has, so a link never lands inside a tag, an entity or another link. A keyword whose first appearance lies inside
+        another target's link (longer keywords win where two start together) is not linked anywhere: its first
+        appearance is taken. str.find on the lowered text, not one big regex: a regex alternation scans every
+        position of a 900-word article in Python's engine (hundreds of microseconds), find runs at memchr speed."""
+        linked: set[int] = set()
+        if not self.link_needles:
+            return linked
+        pending = list(self.link_needles)  # (target, lowered escaped keyword), longest keyword first
+        for pillar in self.pillars:
+            paragraphs = texts[pillar]
+            for n, text in enumerate(paragraphs):
+                lowered = text.lower()
+                if len(lowered) != len(text):  # a character whose lower case is longer: offsets would drift
+                    continue
+                if "<" in lowered:  # the fragment's own markup: tags and the text of its links are not linkable
+                    lowered = _UNLINKABLE_RE.sub(lambda m: "\x00" * len(m.group()), lowered)
+                found = []
+                for target, needle in pending:
+                    at = _find_word(lowered, needle)
+                    if at >= 0:
+                        found.append((at, -len(needle), target))
+                if not found:
+                    continue
+                found.sort()
+                spans: list[tuple[int, int, int]] = []
+                for at, minus_length, target in found:
+                    pending = [p for p in pending if p[0] != target]  # its first appearance is here, linked or not
+                    end = at - minus_length
+                    if len(linked) < CONTEXTUAL_LINKS and (not spans or at >= spans[-1][1]):
+                        spans.append((at, end, target))
+                        linked.add(target)
+                if spans:
+                    out, last = [], 0
+                    for start, end, target in spans:
+                        out += [text[last:start], f'<a href="{self.link_hrefs[target]}">', text[start:end], "</a>"]
+                        last = end
+                    paragraphs[n] = "".join(out) + text[last:]
+                if len(linked) >= CONTEXTUAL_LINKS or not pending:
+                    return linked
+        return linked
+
+    def _hubs(self, geo: GeoTarget) -> str:
+        """Links to the place's hub page and its state's hub page (one page in state mode), once per geo target."""
+        block = self._hub_html.get(geo.key)
+        if block is None:
+            place, state = urls.place_hub_path(geo), urls.state_hub_path(geo.state)
+            items = f'<li><a href="{place}">{html.escape(geo.label)}</a></li>'
+            if state != place:
+                items += f'<li><a href="{state}">{html.escape(geo.state)}</a></li>'
+            block = self._hub_html[geo.key] = f'<nav class="hubs"><h2>More Local Guides</h2><ul>{items}</ul></nav>'
+        return block
+
     def _schema(
         self, perm: Permutation, title: str, description: str, url: str, words: int, faq: list[tuple[str, str]]
     ) -> dict[str, Any]:
         site = self.site
-        organization = {"@type": "Organization", "name": site.brand, "url": f"{site.url}/"}
-        crumbs = [("Home", f"{site.url}/"), (perm.geo.state, f"{site.url}/{slugify(perm.geo.state)}/")]
+        home = urls.absolute(site.domain, urls.HOME)
+        organization = {"@type": "Organization", "name": site.brand, "url": home}
+        crumbs = [("Home", home), (perm.geo.state, urls.absolute(site.domain, urls.state_hub_path(perm.geo.state)))]
         if perm.geo.city or perm.geo.county:
-            crumbs.append((perm.geo.label, f"{site.url}/{perm.geo.key}/"))
+            crumbs.append((perm.geo.label, urls.absolute(site.domain, urls.place_hub_path(perm.geo))))
         crumbs.append((title, url))
         graph: list[dict[str, Any]] = [
             {
@@ -594,24 +684,21 @@ def _bounded_slug(text: str) -> str:
     return slugify(slug, max_length=SLUG_MAX - 9) + "-" + suffix
 
 
-def _nearby(geos: Sequence[GeoTarget]) -> dict[str, list[GeoTarget]]:
-    """Up to SIBLING_LINKS other targets per target: its neighbours in the same state (in campaign order) first,
-    then its neighbours in the whole campaign."""
-    by_state: dict[str, list[GeoTarget]] = {}
-    for g in geos:
-        by_state.setdefault(g.state_code, []).append(g)
-    position = {g.key: i for group in by_state.values() for i, g in enumerate(group)}
-    all_geos = list(geos)
-    index_of = {g.key: i for i, g in enumerate(all_geos)}
-    nearby: dict[str, list[GeoTarget]] = {}
-    for geo in geos:
-        picks: list[GeoTarget] = []
-        for group, pos in ((by_state[geo.state_code], position[geo.key]), (all_geos, index_of[geo.key])):
-            for distance in range(1, len(group)):
-                for j in (pos + distance, pos - distance):
-                    if 0 <= j < len(group) and len(picks) < SIBLING_LINKS and group[j] not in picks:
-                        picks.append(group[j])
-                if len(picks) >= SIBLING_LINKS:
-                    break
-        nearby[geo.key] = picks
-    return nearby
+def _link_needles(keywords: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, keyword HTML-escaped and lowered) per link target with a keyword, longest first."""
+    needles = [(i, html.escape(" ".join(k.split())).lower()) for i, k in enumerate(keywords) if k.strip()]
+    return sorted(needles, key=lambda n: -len(n[1]))
+
+
+def _find_word(text: str, needle: str) -> int:
+    """Where `needle` first appears in `text` as a whole word (no word character either side, not inside an entity
+    such as "&amp;"), or -1."""
+    at = text.find(needle)
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        after_at = at + len(needle)
+        after = text[after_at] if after_at < len(text) else " "
+        if not (before.isalnum() or before in "_&#") and not (after.isalnum() or after == "_"):
+            return at
+        at = text.find(needle, at + 1)
+    return -1

@@ -96,7 +96,7 @@ class LocationTargeting(_Strict):
     mode: LocationMode
     states: list[str] = Field(default_factory=list, description="two-letter state codes; empty means all 50 + DC")
     min_population: int = Field(0, ge=0)
-    limit: int | None = Field(None, ge=1, description="keep only the N most populous targets")
+    limit: int | None = Field(None, ge=1, description="city mode: keep only the N most populous cities")
 
     @field_validator("states", mode="before")
     @classmethod
@@ -256,6 +256,12 @@ class Blueprint(_Strict):
             problems.append(
                 f"location.min_population cannot be used in {self.location.mode} mode: the dataset has populations "
                 "for cities only"
+            )
+        if self.location.mode != "city" and self.location.limit:
+            places = "counties" if self.location.mode == "county" else "states"
+            problems.append(
+                f"location.limit cannot be used in {self.location.mode} mode: {places} have no population in the "
+                "shipped data, so 'most populous' cannot be chosen honestly: list the states to cover, or use city mode"
             )
         uses_pain_point = any(
             token.name == "pain_point"
