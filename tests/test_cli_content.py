@@ -72,7 +72,11 @@ def test_campaign_generate_materializes_the_chain_into_the_instance_and_says_wha
     header, row = listing.stdout.splitlines()
     assert header.split()[:8] == ["CAMPAIGN", "STATUS", "ARTICLES", "DRAFT", "APPROVED", "PUBLISHED", "ISSUES",
                                   "QUALITY"]
-    assert row.split()[:8] == [KEY, "active", "12", "12", "0", "0", "0", "publishable"]
+    # ISSUES: the articles whose quality issues `articles list` shows (the small fixture has no meta_description, so
+    # its intros make descriptions of the wrong length: flagged, not blocking)
+    flagged = [line for line in spark("articles", "list", "--campaign", KEY).stdout.splitlines() if line.endswith("]")]
+    assert row.split()[:8] == [KEY, "active", "12", "12", "0", "0", str(len(flagged)), "publishable"]
+    assert 0 < len(flagged) < 12
 
     page = spark("articles", "list", "--campaign", KEY, "--limit", "5", "--offset", "5")
     lines = page.stdout.splitlines()
