@@ -332,26 +332,31 @@ def test_the_gate_catches_what_an_editor_catches_and_approve_passing_leaves_it_o
             "duplicate_h1": ("UPDATE generated_articles SET title = (SELECT title FROM generated_articles "
                              f"WHERE slug = '{slugs[0]}') WHERE slug = :s"),
             "thin_content": "UPDATE generated_articles SET content = '<h1>Gutters</h1><p>Call us.</p>' WHERE slug = :s",
+            # a link to a page the site will not have (no article, hub, page or declared target at that path)
+            "broken_link": ("UPDATE generated_articles SET content = replace(content, '</h1>', "
+                            "'</h1><p><a href=\"/gutter-cleaning-in-nowhere/\">more</a></p>') WHERE slug = :s"),
         }
-        for (issue, statement), slug in zip(planted.items(), slugs[-4:]):
+        for (issue, statement), slug in zip(planted.items(), slugs[-5:]):
             conn.execute(sa.text(statement), {"s": slug})
     (result,) = _run(factory, database, ["article_quality"])
 
     metadata = result.asset_materializations_for_node("article_quality")[0].metadata
     with engine.connect() as conn:
         issues = dict(conn.execute(sa.text("SELECT slug, quality_issues FROM generated_articles")).all())
-    for (issue, _), slug in zip(planted.items(), slugs[-4:]):
+    for (issue, _), slug in zip(planted.items(), slugs[-5:]):
         assert issue in issues[slug], (issue, issues[slug])
         assert metadata[f"issue_{issue}"].value >= 1
         assert slug in metadata["issues"].value  # the worst examples name the article
     assert "duplicate_h1" not in issues[slugs[0]]  # the first article keeps its H1; the copy is flagged
-    assert metadata["articles_blocked"].value >= 4
+    assert metadata["articles_blocked"].value >= 5
+    # the generated links themselves all lead to pages the site will have
+    assert [slug for slug in slugs[:-5] if "broken_link" in issues[slug]] == []
 
     approved = _cli(database, ["articles", "approve", "--campaign", KEY, "--passing"])
     assert approved.exit_code == 0, approved.output
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("SELECT slug, status FROM generated_articles")).all())
-    assert all(statuses[slug] == "draft" for slug in slugs[-4:])
+    assert all(statuses[slug] == "draft" for slug in slugs[-5:])
     # warnings do not block: exactly the articles free of blocking issues are approved
     free = {slug for slug in statuses if not set(issues[slug]) & set(BLOCKING_ISSUES)}
     assert free and {slug for slug, status in statuses.items() if status == "approved"} == free

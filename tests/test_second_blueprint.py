@@ -191,3 +191,6 @@ def test_the_gate_holds_back_what_an_editor_would(generated):
     assert not report.publishable and report.near_duplicate_rate > 0.5
     flagged = [a for a in articles if {"near_duplicate", "thin_content"} & set(a["quality_issues"])]
     assert len(flagged) > len(articles) / 2
+    # and what is right is not flagged: no grammar slip, no escaped markup, no link to a page the site will not have
+    for article in articles:
+        assert not {"article_agreement", "visible_escaped_markup", "broken_link"} & set(article["quality_issues"])

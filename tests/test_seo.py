@@ -262,3 +262,15 @@ def test_json_ld_expands_with_an_independent_parser_to_schema_org_types_only():
         article_node = next(n for n in flat if "https://schema.org/Article" in n.get("@type", []))
         assert article_node["https://schema.org/image"] == [{"@id": "https://example.com/crew.jpg"}]
         assert "https://schema.org/datePublished" not in article_node
+
+
+def test_a_link_leads_somewhere_the_site_will_have_or_is_broken():
+    from spark_assets.content.quality import broken_links
+
+    content = ('<p><a href="/austin-tx-guide/">a</a> <a href="/texas/">b</a> <a href="/services/x">c</a> '
+               '<a href="https://partner.example/y">d</a> <a href="/nowhere/">e</a> <a href="//evil.example/">f</a> '
+               '<a href="javascript:alert(1)">g</a> <a href="relative/">h</a></p>')
+    pages = {"/austin-tx-guide/", "/texas/"}
+    assert broken_links(content, pages, {"/services/x"}) == [
+        "/nowhere/", "//evil.example/", "javascript:alert(1)", "relative/"
+    ]

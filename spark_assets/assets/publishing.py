@@ -21,8 +21,10 @@ from dagster import (
 )
 
 from spark_assets.assets.generation import CAMPAIGN_CONTENT
+from spark_assets.content import urls
 from spark_assets.content.dedupe import find_copies_of, find_near_duplicates
-from spark_assets.content.quality import BlockCounter, article_agreement_slips
+from spark_assets.content.geo import GeoTarget
+from spark_assets.content.quality import BlockCounter, article_agreement_slips, broken_links
 from spark_assets.records.publishing import GateFindings, QualityReport, auto_publish, record_quality
 from spark_assets.records.registry import load_campaign_blueprint, lock_campaign
 from spark_resources.database import DatabaseResource
@@ -118,13 +120,44 @@ def _findings(conn, campaign, blueprint, near: frozenset[str]) -> GateFindings:
     counter = BlockCounter()
     for _, content in _bodies(conn, own, campaign):
         counter.add(content)
-    thin, agreement = set(), set()
+    pages = site_pages(conn, campaign)
+    declared = frozenset(link.url for link in blueprint.link_targets)
+    thin, agreement, broken = set(), set(), set()
     for article_id, content in _bodies(conn, own, campaign):
         if counter.own_words(content) < blueprint.publishing.min_words:
             thin.add(article_id)
         if article_agreement_slips(content):
             agreement.add(article_id)
+        if broken_links(content, pages, declared):
+            broken.add(article_id)
     return GateFindings(
         similar_content=frozenset(similar), near_duplicate_in_site=in_site, near_duplicate_across_sites=across,
-        thin_content=frozenset(thin), article_agreement=frozenset(agreement),
+        thin_content=frozenset(thin), article_agreement=frozenset(agreement), broken_link=frozenset(broken),
     )
+
+
+def site_pages(conn, campaign) -> frozenset[str]:
+    """The paths the site will have once this campaign is published: the home page, this campaign's articles, the
+    other campaigns' published articles, the hubs of every place and state the site's campaigns cover, and the site's
+    pages and posts (by the URL scheme in `content.urls`)."""
+    rows = conn.execute(
+        sa.text(
+            """SELECT g.slug FROM generated_articles g WHERE g.site_id = :s AND (g.campaign_id = :c OR g.is_published)
+               UNION SELECT p.slug FROM pages p WHERE p.site_id = :s AND p.status = 'published'
+               UNION SELECT p.slug FROM posts p WHERE p.site_id = :s AND p.status = 'published'"""
+        ),
+        {"s": campaign.site_id, "c": campaign.id},
+    ).scalars()
+    paths = {urls.HOME, *(urls.article_path(slug) for slug in rows)}
+    for row in conn.execute(
+        sa.text(
+            """SELECT geo.location_key, geo.city, geo.county, geo.state, geo.state_code FROM geo_intelligence geo
+               JOIN campaign_masters m ON m.id = geo.campaign_id
+               WHERE m.site_id = :s AND m.status <> 'archived' AND geo.status <> 'archived'"""
+        ),
+        {"s": campaign.site_id},
+    ):
+        place = GeoTarget(None, row.location_key, row.location_key, row.state, row.state_code, city=row.city,
+                          county=row.county)
+        paths |= urls.hub_paths([place])
+    return frozenset(paths)

@@ -1,4 +1,5 @@
-"""What the publishing gate measures on article text, beyond near-duplicates (`dedupe`): thin content and agreement.
+"""What the publishing gate measures on article text, beyond near-duplicates (`dedupe`): thin content, agreement
+and links that lead nowhere the site will have.
 
 Thin content: an article is thin when fewer than `min_words` of its words are its own. Shared boilerplate is removed
 first: a block (a paragraph, heading, list item or FAQ answer: the text between two tags) is boilerplate when the same
@@ -17,6 +18,7 @@ import hashlib
 import html
 import re
 from collections import Counter
+from html.parser import HTMLParser
 from typing import Iterator
 
 from spark_assets.content.seo import agreement_slips
@@ -61,3 +63,34 @@ class BlockCounter:
 def article_agreement_slips(content: str) -> list[str]:
     """The "a <vowel-word>" slips in the visible text of an article body (see `seo.agreement_slips`)."""
     return [slip for block in blocks(content) for slip in agreement_slips(block)]
+
+
+# --- links -----------------------------------------------------------------------------------------------------------
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value is not None)
+
+
+def broken_links(content: str, pages: frozenset[str] | set[str], declared: frozenset[str] | set[str]) -> list[str]:
+    """The links in `content` that lead nowhere the site will have: a site path (starting with "/") that is neither a
+    page of the site (`pages`: its articles, hubs, home, pages and posts) nor a link target the operator declared. An
+    https URL is the operator's own (written in a blueprint) and is not checked here; anything else (another scheme,
+    a relative path) is broken."""
+    parser = _Hrefs()
+    parser.feed(content)
+    parser.close()
+    broken = []
+    for href in parser.hrefs:
+        if href in declared or (href.startswith("https://") and "//" not in href[8:]):
+            continue
+        path = href.split("#", 1)[0]
+        if not (path.startswith("/") and not path.startswith("//") and path in pages):
+            broken.append(href)
+    return broken

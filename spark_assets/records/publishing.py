@@ -28,16 +28,16 @@ if TYPE_CHECKING:  # datasketch pulls in scipy (a second to import): the CLI sho
 GATE_ISSUES = (
     "near_duplicate", "unresolved_markup", "similar_content", "near_duplicate_in_site", "near_duplicate_across_sites",
     "thin_content", "article_agreement", "seo_title_too_long", "duplicate_seo_title", "meta_description_length",
-    "duplicate_meta_description", "duplicate_h1",
+    "duplicate_meta_description", "duplicate_h1", "broken_link",
 )
 #: issues that keep an article from being approved with --passing or auto-published: what an editor would not publish
 #: (a copy, broken markup, a title tag cut by the search engine or shared with another page, a repeated H1, thin text,
-#: a grammar slip). Everything else (`meta_description_length`, `duplicate_meta_description`, `similar_content`,
+#: a grammar slip, a link to a page the site will not have). Everything else (`meta_description_length`, `duplicate_meta_description`, `similar_content`,
 #: `duplicate_headline`, `word_count_*`, and names added elsewhere that this list does not hold) is a warning, counted.
 BLOCKING_ISSUES = (
     "near_duplicate", "near_duplicate_in_site", "near_duplicate_across_sites", "unresolved_markup",
     "visible_escaped_markup", "thin_content", "article_agreement", "seo_title_too_long", "duplicate_seo_title",
-    "duplicate_h1",
+    "duplicate_h1", "broken_link",
 )
 _MARKUP = "(g.title || coalesce(g.seo_title, '') || coalesce(g.seo_description, '') || g.content) ~ '[{}]'"
 _NO_BLOCKING = "NOT (quality_issues ?| CAST(:blocking AS text[]))"
@@ -56,6 +56,7 @@ class GateFindings:
     near_duplicate_across_sites: frozenset[str] = frozenset()
     thin_content: frozenset[str] = frozenset()
     article_agreement: frozenset[str] = frozenset()
+    broken_link: frozenset[str] = frozenset()
 
 
 class PublishingError(RegistryError):
