@@ -233,3 +233,13 @@ def test_a_missing_blueprint_file_is_reported(spark, tmp_path):
     result = spark("campaign", "import", str(tmp_path / "nope.yaml"), "--site", "demo-roofing.example")
     assert result.exit_code == 1
     assert "cannot read file" in result.output
+
+
+def test_a_title_template_that_cannot_fit_is_a_warning_at_import(spark, tmp_path):
+    spark("site", "add", "demo-roofing.example")
+    long_title = "Everything a {{variant}} in {{city}}, {{state}} Should Know About Roof Repair"
+    path = _blueprint(tmp_path, _set("seo_title", long_title))
+    result = spark("campaign", "import", str(path), "--site", "demo-roofing.example")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if " seo_title: no variation fits in 60" in line]
+    assert warnings and all(line.startswith(f"warning: {path}:") for line in warnings), result.output

@@ -616,7 +616,8 @@ def parse_blueprint(text: str, source: str = "<blueprint>", warnings: list[Probl
         problems.sort(key=lambda p: (p.line or 0, p.field))
         raise BlueprintError(source, problems)
     if warnings is not None:
-        warnings += found_warnings
+        # the SEO templates' warnings too (a title that cannot fit, an H1 with no place), with their lines
+        warnings += found_warnings + blueprint_warnings(blueprint, lines)
     return blueprint
 
 
@@ -967,10 +968,7 @@ def blueprint_warnings(
 
 
 def load_blueprint_with_warnings(path: str | Path) -> tuple[Blueprint, list[Problem]]:
-    """`load_blueprint`, plus its warnings (`blueprint_warnings`) with their lines."""
-    blueprint = load_blueprint(path)
-    root, _ = _load_yaml(Path(path).read_text(encoding="utf-8"))
-    lines: dict[tuple[str | int, ...], int] = {}
-    if root is not None:
-        _index_lines(root, (), lines, [])
-    return blueprint, blueprint_warnings(blueprint, lines)
+    """`load_blueprint`, plus its warnings with their lines (token suffixes, SEO templates: `blueprint_warnings`)."""
+    warnings: list[Problem] = []
+    blueprint = load_blueprint(path, warnings)
+    return blueprint, warnings
