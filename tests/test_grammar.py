@@ -173,13 +173,15 @@ def test_a_letter_added_after_a_token_is_a_warning_naming_field_position_and_for
     data = hvac_blueprint(headings={"intro": "Tips for {{variant}}s and {{city}}'s {{avatar}}es"})
     warnings: list = []
     parse_blueprint(json.dumps(data, indent=1), "hvac.yaml", warnings)
-    rendered = [w.render("hvac.yaml") for w in warnings]
+    # (the SEO warnings come through the same channel: keep the token ones)
+    rendered = [w.render("hvac.yaml") for w in warnings if ": write '{{" in w.message]
     assert len(rendered) == 3
     assert re.fullmatch(r"hvac\.yaml:\d+: headings\.intro: '\{\{variant\}\}s' at position 9: write "
                         r"'\{\{variant:plural\}\}' .*", rendered[0])
     assert "'{{city}}'s' at position 26: write '{{city:possessive}}'" in rendered[1]
     assert "'{{avatar}}es' at position 37: write '{{avatar:plural}}'" in rendered[2]
-    assert parse_blueprint(json.dumps(hvac_blueprint()), "ok.yaml", warnings := []) and warnings == []
+    assert parse_blueprint(json.dumps(hvac_blueprint()), "ok.yaml", warnings := [])
+    assert [w for w in warnings if ": write '{{" in w.message] == []
 
 
 def test_allowed_inline_html_in_a_fragment_renders_as_html_and_prose_stays_text():
