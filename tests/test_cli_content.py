@@ -4,11 +4,9 @@ with its counts, `spark articles list` filters and paging, `spark articles show`
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
 
@@ -16,6 +14,7 @@ from spark_assets.ops.cli import main
 from spark_assets.ops.generate import CAMPAIGN_ASSETS
 
 from .conftest import DEMO_BLUEPRINT, REPO_ROOT
+from .test_cli import _blueprint
 
 SMALL = REPO_ROOT / "tests" / "fixtures" / "small-campaign.yaml"
 KEY = "gutters.example/gutter-cleaning"
@@ -243,14 +242,6 @@ def test_campaign_list_counts_every_campaign_in_one_query(spark, engine):
     assert rows[1] == ["b.example/roofs", "active", "1", "1", "0", "0", "1", "blocked"]
     assert rows[2] == ["c.example/roofs", "active", "0", "0", "0", "0", "0", "none"]
     assert queries_for_three == 1 and queries_for_one <= 1
-
-
-def _blueprint(tmp_path: Path, mutate) -> Path:
-    data = yaml.safe_load(DEMO_BLUEPRINT.read_text())
-    mutate(data)
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.mark.parametrize(
