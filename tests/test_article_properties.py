@@ -10,11 +10,11 @@ from uuid import UUID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from spark_assets.content.articles import SEO_DESCRIPTION_MAX, SEO_TITLE_MAX, ArticleAssembler, SiteInfo
 from spark_assets.content import spintax
+from spark_assets.content.articles import SEO_DESCRIPTION_MAX, SEO_TITLE_MAX, ArticleAssembler, SiteInfo
 from spark_assets.content.blueprint import Blueprint, fragment_html_problems, offer_html_problems, parse_blueprint
-from spark_assets.content.grammar import FORMS
 from spark_assets.content.geo import GeoTarget
+from spark_assets.content.grammar import FORMS
 from spark_assets.content.permutations import PatternRef, Persona, iter_permutations
 from spark_assets.content.tokens import TOKENS, available_tokens
 
@@ -128,3 +128,42 @@ def test_the_same_inputs_give_the_same_articles():
         return [assembler.assemble(p) for p in iter_permutations("example.com/same", GEOS, PERSONAS, patterns)]
 
     assert build() == build()
+
+
+# --- sanitizing once per template -----------------------------------------------------------------------------------
+_MARKUP_PIECES = st.sampled_from([
+    "<strong>", "</strong>", "<em>", "</em>", "<p>", "</p>", "<ul><li>", "</li></ul>", '<a href="/roofing/">', "</a>",
+    '<a href="https://example.com/?a=1&amp;b=2">', "<script>", "</script>", "<b>", "<!-- ", " -->", "&amp;", "&quot;",
+    "&#39;", "&nbsp;", "\xa0", "&", "<", ">", "'", '"', " text ", "{{city}}", "{{avatar:plural}}", "{<em>|plain}",
+    "{x & y|z}", "{one|two}", '<a href="/{{city}}/">', "{{pain_point}}",
+])
+_HOSTILE_VALUE = st.text(alphabet="ab <>&\"'\xa0\r;#x27quot", max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_MARKUP_PIECES, min_size=1, max_size=8), values=st.lists(
+    st.tuples(_HOSTILE_VALUE, _HOSTILE_VALUE, _HOSTILE_VALUE), min_size=2, max_size=5))
+def test_an_offer_sanitized_once_per_template_equals_nh3_on_every_render(pieces, values):
+    """The fast path of `_SanitizedTemplate` gives nh3's bytes on every render, for any template and token values
+    (html.escape'd, as the assembler passes them): after its first render it no longer asks nh3, so a template or a
+    value it misjudges shows up here as a difference."""
+    import html
+    import random
+
+    from spark_assets.content import grammar
+    from spark_assets.content.articles import _SanitizedTemplate
+    from spark_assets.content.blueprint import sanitize_offer_html
+
+    text = "".join(pieces)
+    try:
+        tree = grammar.prepare(spintax.parse(text), "sentence")
+    except spintax.SpintaxError:
+        assume(False)
+    function = spintax.compile_function(spintax.compile_template(tree, lambda t: " ".join(t.split(" "))))
+    template = _SanitizedTemplate(text, function, sanitize_offer_html)
+    template.checks_left = 1
+    for n, (city, avatar, pain) in enumerate(values):
+        raw = {"city": city, "avatar": avatar, "pain_point": pain}
+        formed = grammar.FormedValues({k: html.escape(v) for k, v in raw.items()}, raw=raw, escape=html.escape)
+        render = function(formed, random.Random(n).random)
+        assert template(formed, random.Random(n).random) == sanitize_offer_html(render)

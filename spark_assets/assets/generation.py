@@ -5,7 +5,6 @@ once per campaign: a failure anywhere leaves the previous version whole. Ids are
 `content.permutations`), so re-runs keep them; articles whose content did not change keep their status and dates.
 """
 
-import json
 import statistics
 import time
 from array import array
@@ -14,6 +13,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterator
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from dagster import (
     AssetCheckResult,
@@ -30,8 +30,8 @@ from sqlalchemy.engine import Connection
 from spark_assets.content.articles import Article, ArticleAssembler, SiteInfo
 from spark_assets.content.blueprint import Blueprint, blueprint_warnings
 from spark_assets.content.geo import GeoTarget
-from spark_assets.content.seo import digest as seo_digest
 from spark_assets.content.permutations import PatternRef, Permutation, Persona, iter_permutations, permutation_count
+from spark_assets.content.seo import digest as seo_digest
 from spark_assets.partitions import campaign_partitions
 from spark_assets.records.registry import Campaign, Site, get_site, load_campaign_blueprint, lock_campaign
 from spark_resources.bulk import copy_rows, create_staging_table
@@ -473,8 +473,8 @@ def write_articles(
             yield (
                 article.id, inputs.site.id, campaign.id, perm.id, "draft", False, article.title, article.content,
                 article.slug, article.seo_title or None, article.seo_description or None, article.word_count,
-                article.schema_text, json.dumps(article.provenance, separators=(",", ":")),
-                article.content_hash, json.dumps(list(article.issues)),
+                article.schema_text, orjson.dumps(article.provenance).decode(),
+                article.content_hash, orjson.dumps(article.issues).decode(),
             )
 
     conn.execute(sa.text("DELETE FROM campaign_quality WHERE campaign_id = :c"), {"c": campaign.id})
