@@ -8,8 +8,8 @@ import pytest
 from spark_resources.providers.cloudflare import CloudflareClient
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.providers.namecheap import NamecheapClient, NamecheapResource, split_domain
-from spark_resources.simulators.cloudflare import CloudflareSimulator
 from spark_resources.simulators.base import SimulatedClock
+from spark_resources.simulators.cloudflare import CloudflareSimulator
 from spark_resources.simulators.namecheap import NamecheapSimulator
 
 
@@ -122,8 +122,9 @@ def test_the_client_keeps_namecheaps_minute_hour_and_day_budgets():
 
 
 def test_answers_carry_warnings_and_the_command_in_lower_case(namecheap):
-    import httpx
     import xml.etree.ElementTree as ET
+
+    import httpx
 
     answer = httpx.post(namecheap.base_url, data={"ApiUser": "spark", "ApiKey": "nc-secret-key", "UserName": "spark",
                                                   "ClientIp": "127.0.0.1", "Command": "namecheap.domains.getList"})

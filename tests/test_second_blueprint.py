@@ -64,8 +64,9 @@ def _read(content: str) -> _Page:
 @pytest.fixture(scope="module")
 def generated(admin_url, migrated_template):
     """The campaign generated once for the module's tests, on a database of its own."""
-    from .conftest import _create_database, _drop_database
     from spark_resources.database import DatabaseResource
+
+    from .conftest import _create_database, _drop_database
 
     url = _create_database(admin_url, template=migrated_template)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)

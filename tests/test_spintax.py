@@ -522,3 +522,15 @@ def test_compiled_rendering_gives_exactly_the_templates_variations():
     assert all("&amp;" in escaped(values, rng.random) for _ in range(20))
     first, second = random_module.Random(3), random_module.Random(3)
     assert compiled(values, first.random) == compiled(values, second.random)
+
+
+def test_a_compiled_variation_is_the_variation_of_the_same_index():
+    from spark_assets.content.spintax import compile_variation
+
+    for template in ("A {b|c {d|e}} & {{city}} {f|{g|h {{city}}}}", "{x|y}{{city}}{z|w {{city}}}", "plain", "{a|b|c}{d|{e|f}g}"):
+        tree = parse(template)
+        values = {"city": "Austin"}
+        function = compile_variation(tree)
+        assert [function(i, values) for i in range(count_variations(tree))] == [
+            variation(tree, i, values) for i in range(count_variations(tree))
+        ]

@@ -330,7 +330,7 @@ def write_headlines(conn: Connection, inputs: CampaignInputs) -> tuple[int, int,
     written = copy_rows(
         conn, "headline_inventory", ("id", "campaign_id", "permutation_id", "headline_text", "is_used", "status"), rows()
     )
-    return written, not_unique, assembler.headline_variations
+    return written, not_unique, assembler.headline_template.variations
 
 
 # --- articles -----------------------------------------------------------------------------------------------------

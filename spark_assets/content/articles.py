@@ -20,7 +20,7 @@ import hashlib
 import html
 import re
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from itertools import chain, count
@@ -42,7 +42,7 @@ from spark_assets.content.business import local_business_node
 from spark_assets.content.geo import GeoTarget, nearest_neighbours
 from spark_assets.content.markup import has_visible_escaped_markup
 from spark_assets.content.names import slugify
-from spark_assets.content.permutations import Permutation
+from spark_assets.content.permutations import ARTICLE_NAMESPACE, HEADLINE_NAMESPACE, Permutation, uuid5
 
 SEO_TITLE_MAX = seo.SEO_TITLE_MAX
 SEO_DESCRIPTION_MAX = seo.META_DESCRIPTION_RANGE[1]
@@ -139,20 +139,20 @@ class ArticleAssembler:
         self._seo_titles = set(taken_titles or ())
         self._seo_descriptions = set(taken_descriptions or ())
         self._h1s = set(taken_h1s or ())
-        self.h1_trees = {p.slug: grammar.prepare(spintax.parse(p.logic), "title") for p in blueprint.patterns}
-        self.seo_title_trees = {
-            p.slug: grammar.prepare(spintax.parse(text), "title")
-            for p in blueprint.patterns
-            if (text := p.seo_title or blueprint.seo_title)
+        # grammar (articles agreeing with token values, case by position) is compiled into every template's tokens
+        def template(text: str, context: grammar.Context) -> seo.Template:
+            return seo.Template(grammar.prepare(spintax.parse(text), context))
+
+        self.h1_templates = {p.slug: template(p.logic, "title") for p in blueprint.patterns}
+        self.seo_title_templates = {
+            p.slug: template(text, "title") for p in blueprint.patterns if (text := p.seo_title or blueprint.seo_title)
         }
-        self.description_trees = {
-            p.slug: grammar.prepare(spintax.parse(text), "sentence")
+        self.description_templates = {
+            p.slug: template(text, "sentence")
             for p in blueprint.patterns
             if (text := p.meta_description or blueprint.meta_description)
         }
-        # grammar (articles agreeing with token values, case by position) is compiled into every template's tokens
-        self.headline_tree = grammar.prepare(spintax.parse(blueprint.headline_spintax_root), "title")
-        self.headline_variations = spintax.count_variations(self.headline_tree)
+        self.headline_template = template(blueprint.headline_spintax_root, "title")
         # templates become Python functions f(values, random) -> str; fragments, the bulk of every article, are compiled
         # with their literal text already HTML-escaped (but for the allowed inline tags)
         def compile_(text: str, context: grammar.Context = "sentence", literal=_collapse):
@@ -189,6 +189,7 @@ class ArticleAssembler:
         self.link_needles = _link_needles([l.keyword or l.anchor for l in blueprint.link_targets])
         self._hub_html: dict[str, str] = {}
         self._slugs: dict[int, int] = {}  # digest of a slug -> ordinal of the permutation that took it
+        self._id_texts: dict[UUID, str] = {}
 
     # --- tokens -------------------------------------------------------------------------------------------------
 
@@ -235,11 +236,12 @@ class ArticleAssembler:
     def headline(self, perm: Permutation, values: Mapping[str, str]) -> tuple[str, bool]:
         """The permutation's headline and whether it is unique in the campaign so far. Starts at a variation chosen
         by the permutation id and walks on until it finds one not yet used (bounded), so re-runs choose the same."""
-        total = self.headline_variations
+        total = self.headline_template.variations
+        variation = self.headline_template.variation
         start = perm.id.int % total
         first = None
         for step in range(min(total, 64)):
-            text = " ".join(spintax.variation(self.headline_tree, (start + step) % total, values).split())
+            text = " ".join(variation((start + step) % total, values).split())
             digest = _digest(text)
             if first is None:
                 first = (text, digest)
@@ -281,7 +283,7 @@ class ArticleAssembler:
         headline, headline_unique = self.headline(perm, values)
         # the H1: the pattern's rendering as drawn, unless the site has it already; then the pattern's other variations
         drawn = " ".join(self.pattern_templates[perm.pattern.slug](values, rng("title")).split())
-        h1 = seo.choose(self.h1_trees[perm.pattern.slug], values, perm.id.int, self._h1s, seo.always_fits, first=drawn)
+        h1 = seo.choose(self.h1_templates[perm.pattern.slug], values, perm.id.int, self._h1s, seo.always_fits, first=drawn)
         title = h1.text
         slug = self.slug_for(perm.geo, perm)
         self._claim_slug(slug, perm)
@@ -310,7 +312,7 @@ class ArticleAssembler:
         words = (
             sum(_fragment_words(t) for ts in texts.values() for t in ts)
             + word_count(offer_html)
-            + sum(word_count(q) + word_count(a) for q, a in faq)
+            + sum(_fragment_words(q) + _fragment_words(a) for q, a in faq)
         )
         extendable = [p for p in self.pillars if len(self.fragment_templates[p]) > 1]
         while words < target * 0.9 and extendable:
@@ -366,25 +368,29 @@ class ArticleAssembler:
         if has_visible_escaped_markup(content):  # e.g. "&lt;strong&gt;" a reader would see as text
             issues.append("visible_escaped_markup")
 
+        perm_id = str(perm.id)
+        id_text = self._id_text
         provenance = {
-            "permutation_id": str(perm.id),
+            "permutation_id": perm_id,
             "combination": perm.combination_key,
-            "geo_id": _str(perm.geo.id),
-            "avatar_id": str(perm.persona.avatar_id),
-            "variant_id": str(perm.persona.variant_id),
-            "pattern_id": str(perm.pattern.id),
-            "headline_id": str(perm.headline_id),
+            "geo_id": id_text(perm.geo.id),
+            "avatar_id": id_text(perm.persona.avatar_id),
+            "variant_id": id_text(perm.persona.variant_id),
+            "pattern_id": id_text(perm.pattern.id),
+            "headline_id": str(uuid5(HEADLINE_NAMESPACE, perm_id)),
             "fragments": [
-                {"section": p, "position": i, "fragment_id": _str(self.fragment_ids.get((p, i)))}
+                {"section": p, "position": i, "fragment_id": id_text(self.fragment_ids.get((p, i)))}
                 for p in self.pillars
                 for i in chosen[p]
             ],
-            "offer_block_id": _str(self.offer_ids.get(offer_slug)) if offer_slug else None,
-            "faq_fragment_ids": [_str(self.fragment_ids.get((FAQ_SECTION, i))) for i in faq_positions],
+            "offer_block_id": id_text(self.offer_ids.get(offer_slug)) if offer_slug else None,
+            "faq_fragment_ids": [id_text(self.fragment_ids.get((FAQ_SECTION, i))) for i in faq_positions],
             "blueprint_hash": self.blueprint_hash,
         }
-        article = Article(
-            id=perm.article_id,
+        # orjson writes the bytes json.dumps(ensure_ascii=False, separators=(",", ":")) writes, five times faster
+        schema_text = orjson.dumps(schema).decode()
+        return Article(
+            id=uuid5(ARTICLE_NAMESPACE, perm_id),
             permutation_id=perm.id,
             slug=slug,
             title=title,
@@ -397,13 +403,20 @@ class ArticleAssembler:
             schema_json=schema,
             provenance=provenance,
             issues=tuple(issues),
+            content_hash=hashlib.sha256(
+                "\x1f".join((slug, title, headline, seo_title, seo_description, content, schema_text)).encode()
+            ).hexdigest(),
+            schema_text=schema_text,
         )
-        # orjson writes the bytes json.dumps(ensure_ascii=False, separators=(",", ":")) writes, five times faster
-        schema_text = orjson.dumps(schema).decode()
-        digest = hashlib.sha256(
-            "\x1f".join((slug, title, headline, seo_title, seo_description, content, schema_text)).encode()
-        ).hexdigest()
-        return replace(article, content_hash=digest, schema_text=schema_text)
+
+    def _id_text(self, value: UUID | None) -> str | None:
+        """str(value), kept: the same few place, persona, pattern and fragment ids recur in every article's provenance."""
+        if value is None:
+            return None
+        text = self._id_texts.get(value)
+        if text is None:
+            text = self._id_texts[value] = str(value)
+        return text
 
     def _fragment(self, pillar: str, index: int, html_values: Mapping[str, str], rng) -> str:
         return self.fragment_templates[pillar][index](html_values, rng(f"{pillar}:{index}"))
@@ -430,10 +443,10 @@ class ArticleAssembler:
         H1 when it fits, else the headline uncut and flagged. Without `meta_description`, the intro's leading whole
         sentences (`seo.description_from_intro`), flagged when outside the range or already used on the site."""
         issues: list[str] = []
-        title_tree = self.seo_title_trees.get(perm.pattern.slug)
-        if title_tree is not None:
+        title_template = self.seo_title_templates.get(perm.pattern.slug)
+        if title_template is not None:
             # a start of its own, so the title tag does not move in step with the headline and H1
-            chosen = seo.choose(title_tree, values, perm.id.int >> 7, self._seo_titles, seo.title_distance)
+            chosen = seo.choose(title_template, values, perm.id.int >> 7, self._seo_titles, seo.title_distance)
             seo_title, fits, unique = chosen.text, chosen.fits, chosen.unique
         else:
             seo_title = next((t for t in (headline, title) if len(t) <= SEO_TITLE_MAX), headline)
@@ -447,10 +460,10 @@ class ArticleAssembler:
             issues.append("seo_title_too_long")
         if not unique:
             issues.append("duplicate_seo_title")
-        description_tree = self.description_trees.get(perm.pattern.slug)
-        if description_tree is not None:
+        description_template = self.description_templates.get(perm.pattern.slug)
+        if description_template is not None:
             chosen = seo.choose(
-                description_tree, values, perm.id.int >> 13, self._seo_descriptions, seo.description_distance
+                description_template, values, perm.id.int >> 13, self._seo_descriptions, seo.description_distance
             )
             description, fits, unique = chosen.text, chosen.fits, chosen.unique
         else:
@@ -745,10 +758,6 @@ def _random_stream(seed: bytes):
         return map(_TO_UNIT, _UNPACK_16(hashlib.blake2b(seed + counter.to_bytes(4, "little"), digest_size=64).digest()))
 
     return chain.from_iterable(map(block, count())).__next__
-
-
-def _str(value: Any) -> str | None:
-    return str(value) if value is not None else None
 
 
 @lru_cache(maxsize=1 << 16)

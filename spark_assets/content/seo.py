@@ -52,8 +52,19 @@ class Choice:
     unique: bool
 
 
+class Template:
+    """A field's spintax tree with its variations compiled (`spintax.compile_variation`), built once per campaign."""
+
+    __slots__ = ("tree", "variations", "variation")
+
+    def __init__(self, tree: spintax.Sequence) -> None:
+        self.tree = tree
+        self.variations = spintax.count_variations(tree)
+        self.variation = spintax.compile_variation(tree)
+
+
 def choose(
-    tree: spintax.Sequence,
+    template: Template,
     values: Mapping[str, str],
     start: int,
     taken: set[int],
@@ -63,7 +74,13 @@ def choose(
     """The first variation from `start` (walking on, at most MAX_STEPS) whose `distance` to the limits is 0 and whose
     digest is not in `taken`; it is added to `taken`. `first`, when given, is tried before the walk (the text the
     article had before uniqueness was asked, so unique articles keep it). Fallbacks: see the module docstring."""
-    total = spintax.count_variations(tree)
+    if first is not None and distance(first) == 0:  # the common case, without the walk
+        key = digest(first)
+        if key not in taken:
+            taken.add(key)
+            return Choice(first, True, True)
+    total = template.variations
+    variation = template.variation
     best_fitting: str | None = None
     closest: tuple[int, str] | None = None
 
@@ -71,7 +88,7 @@ def choose(
         if first is not None:
             yield first
         for step in range(min(total, MAX_STEPS)):
-            yield collapse(spintax.variation(tree, (start + step) % total, values))
+            yield collapse(variation((start + step) % total, values))
 
     for text in walk():
         off = distance(text)
