@@ -10,6 +10,7 @@ The layers, top to bottom (docs/ARCHITECTURE.md, "Layers"):
     partitions     spark_assets.partitions      partition definitions
     records        spark_assets.records.*       rows in SQL, no dagster
     resources      spark_resources.*            the doors to the outside
+    site           spark_assets.site.*          the pure site renderer (uses content's URL scheme)
     content        spark_assets.content.*       the pure core
 """
 
@@ -24,7 +25,7 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-LAYERS = ["content", "resources", "records", "partitions", "assets", "automation", "definitions", "ops"]
+LAYERS = ["content", "site", "resources", "records", "partitions", "assets", "automation", "definitions", "ops"]
 PACKAGES = ("spark_assets", "spark_resources")
 
 
@@ -135,6 +136,7 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     "core, forbidden",
     [
         ("spark_assets.content", ("dagster", "sqlalchemy", "psycopg")),
+        ("spark_assets.site", ("dagster", "sqlalchemy", "psycopg")),
         ("spark_assets.records", ("dagster",)),
     ],
 )

@@ -499,7 +499,7 @@ def write_articles(
             sa.text(
                 f"""UPDATE generated_articles g SET {assignments},
                         status = CASE WHEN g.status = 'archived' THEN 'archived' ELSE 'draft' END,
-                        is_published = false, approved_at = NULL, published_at = NULL
+                        is_published = false, approved_at = NULL, published_at = NULL, content_updated_at = now()
                     FROM staged_articles s WHERE g.id = s.id AND g.content_hash IS DISTINCT FROM s.content_hash"""
             )
         ).rowcount

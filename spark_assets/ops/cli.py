@@ -122,6 +122,44 @@ def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc
         click.echo(f"accounts: {named}")
 
 
+@site.command("build")
+@click.argument("domain")
+def site_build_command(domain: str) -> None:
+    """Build the site's static website from its published articles (the `site_build` asset, as a run the UI shows):
+    only pages whose inputs changed are rewritten."""
+    from spark_assets.ops.materializing import MaterializeFailed
+    from spark_assets.ops.site_ops import build_site_now
+
+    try:
+        build_site_now(domain, echo=click.echo)
+    except (MaterializeFailed, RegistryError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@site.command("serve")
+@click.argument("domain")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def site_serve(domain: str, port: int) -> None:
+    """Serve the site's last good build on http://127.0.0.1:PORT/ as production serves it (clean URLs, its 404 page,
+    content types); Ctrl-C stops it."""
+    from spark_assets.ops.site_ops import last_good_build, site_server
+
+    try:
+        tree, files = last_good_build(domain)
+    except RegistryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    server = site_server(tree, files, port)
+    click.echo(f"serving {domain} ({len(files)} files) on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @site.command("list")
 def site_list() -> None:
     """List sites with their workflow statuses."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import sqlalchemy as sa
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from spark_assets.content.blueprint import load_blueprint
 from spark_assets.definitions import defs
@@ -28,12 +28,34 @@ from spark_assets.ops.sandbox import CLOUDFLARE_ACCOUNT, GOOGLE_ACCOUNT, Sandbox
 from spark_assets.partitions import campaign_partitions, site_partitions
 from spark_assets.records.accounts import assign_accounts
 from spark_assets.records.registry import add_site, import_campaign
+from spark_assets.records.site_inputs import upsert_page
 from spark_resources import migrations
 from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
 from spark_resources.paths import DEMO_BLUEPRINT
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
+
+#: the demo site's own pages: the service pages and contact page its articles link to (blueprint link_targets)
+DEMO_PAGES = [
+    ("roof-repair", "/services/roof-repair/", "Roof Repair",
+     "<p>Leaks, missing shingles, lifted flashing and storm damage, repaired by our own crews. Every repair starts with "
+     "a free inspection and a written estimate with photos.</p><h2>What we repair</h2><ul><li>Shingle and tile "
+     "roofs</li><li>Flashing around chimneys, vents and skylights</li><li>Pipe boots and roof vents</li></ul>"),
+    ("roof-replacement", "/services/roof-replacement/", "Roof Replacement",
+     "<p>When a repair no longer makes sense, we replace the roof down to the decking, with a manufacturer's warranty "
+     "and a workmanship warranty of our own.</p><p>You get an itemized quote in writing before any work begins.</p>"),
+    ("storm-damage", "/services/storm-damage/", "Storm and Hail Damage",
+     "<p>After a storm we document the damage the way insurance adjusters expect, cover open leaks the same day and "
+     "can meet your adjuster on the roof. You never sign over your claim to us.</p>"),
+    ("roof-insurance-claims", "/resources/roof-insurance-claims/", "Our Guide to Roof Insurance Claims",
+     "<p>Insurance usually covers sudden damage from wind or hail, not wear and tear.</p><ol><li>Photograph the "
+     "damage, inside and out, with the date.</li><li>Stop further damage with a tarp if it is safe.</li><li>Report "
+     "the claim promptly: many policies set a deadline for storm claims.</li></ol>"),
+    ("contact", "/contact/", "Contact Us",
+     "<h2>Book a free roof inspection</h2><p>Call us or send a message and we will book a "
+     "time that suits you. Inspections are free and come with a photo report.</p>"),
+]
 
 #: kept under its old name: `spark demo` reports a failed step as DemoFailed
 DemoFailed = MaterializeFailed
@@ -84,6 +106,8 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
         with engine.begin() as conn:
             site, created = add_site(conn, DEMO_DOMAIN, DEMO_BRAND)
             campaign, outcome = import_campaign(conn, site.domain, blueprint, source=str(blueprint_path))
+            for slug, permalink, title, content in DEMO_PAGES:
+                upsert_page(conn, site.id, slug=slug, permalink=permalink, title=title, content=content)
         step.note(f"site {site.domain} {'registered' if created else 'already registered'}; campaign {outcome}")
 
     instance = DagsterInstance.get()
@@ -95,7 +119,8 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
 
     partition_for = {site_partitions.name: site.domain, campaign_partitions.name: campaign.partition_key}
     with sandbox_resources(engine, site) as resources:
-        materialize_in_order(materializable_keys(), partition_for, instance, resources, step)
+        metadata = materialize_in_order(materializable_keys(), partition_for, instance, resources, step)
+    build = {name: value.value for name, value in metadata.get(AssetKey("site_build"), {}).items()}
     with engine.connect() as conn:
         summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
         status = conn.execute(
@@ -110,6 +135,10 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
     for name, count in summary.items():
         echo(f"  {name:20} {count}")
     echo("")
+    if build:
+        echo(f"Built the site: {build['files']} files ({build['files_written']} written, {build['files_skipped']} "
+             f"unchanged) in {build['seconds']} s, manifest {build['manifest']}")
+        echo(f"Open it: `spark site serve {site.domain}`, then http://127.0.0.1:8000/")
     echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
     echo("See the lineage and run metadata: `make ui`, then open http://127.0.0.1:3000")
     dispose_engines()

@@ -1,0 +1,247 @@
+"""What a site build reads from PostgreSQL, and the `site_builds` rows it leaves. No dagster.
+
+Every query is scoped to one site id: a site's build never reads another site's articles, pages or hubs. Articles are
+streamed (server-side cursors, a thousand rows at a time), so a build's memory does not grow with the site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from spark_assets.content import urls
+from spark_assets.content.geo import GeoTarget
+from spark_assets.site.build import HubMember
+from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
+
+#: how an article's place is read: its permutation's geo target (the same data its breadcrumbs were made from)
+_PLACE_COLUMNS = """g.location_key, g.label AS place_label, g.city, g.county, g.state, g.state_code"""
+_PUBLISHED = """FROM generated_articles a
+                JOIN cartesian_permutations p ON p.id = a.permutation_id
+                JOIN geo_intelligence g ON g.id = p.geo_id
+                WHERE a.site_id = :s AND a.status = 'published'"""
+_DATES = """(a.published_at AT TIME ZONE 'UTC')::date AS published,
+            (greatest(a.content_updated_at, a.published_at) AT TIME ZONE 'UTC')::date AS modified"""
+STREAM_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    id: UUID
+    domain: str
+
+
+def load_site(conn: Connection, domain: str, matomo_url: str | None) -> tuple[SiteRow, Site]:
+    """The site row, its globals and navigation as the build's `Site`."""
+    row = conn.execute(
+        sa.text(
+            """SELECT s.id, s.domain, coalesce(s.brand_name, s.name) AS brand, s.matomo_site_id,
+                      gl.title, gl.description, gl.logo
+               FROM sites s LEFT JOIN globals gl ON gl.site_id = s.id WHERE s.domain = :d"""
+        ),
+        {"d": domain},
+    ).first()
+    if row is None:
+        raise LookupError(f"site '{domain}' is not registered: add it with `spark site add {domain}`")
+    nav_rows = conn.execute(
+        sa.text("SELECT id, label, url, parent, target FROM navigation WHERE site_id = :s ORDER BY sort, label, id"),
+        {"s": row.id},
+    ).all()
+    children: dict[UUID, list[NavItem]] = {}
+    for nav in nav_rows:
+        if nav.parent is not None:
+            children.setdefault(nav.parent, []).append(NavItem(nav.label, nav.url, nav.target == "_blank"))
+    navigation = tuple(
+        NavItem(nav.label, nav.url, nav.target == "_blank", tuple(children.get(nav.id, ())))
+        for nav in nav_rows
+        if nav.parent is None
+    )
+    site = Site(
+        domain=row.domain,
+        brand=row.brand,
+        title=row.title or row.brand,
+        description=row.description or "",
+        logo=row.logo,
+        navigation=navigation,
+        matomo_site_id=row.matomo_site_id,
+        matomo_url=matomo_url if row.matomo_site_id else None,
+    )
+    return SiteRow(row.id, row.domain), site
+
+
+def _geo(row) -> GeoTarget:
+    return GeoTarget(None, row.location_key, row.place_label or row.location_key, row.state, row.state_code,
+                     city=row.city, county=row.county)
+
+
+def _article(row) -> ArticlePage:
+    geo = _geo(row)
+    return ArticlePage(
+        slug=row.slug, title=row.title, content=row.content, seo_title=row.seo_title or "",
+        seo_description=row.seo_description or "", schema_text=row.schema_text or "", published=row.published,
+        modified=row.modified, place_path=urls.place_hub_path(geo), place_label=geo.label,
+        state_path=urls.state_hub_path(geo.state), state_label=geo.state,
+    )
+
+
+def stream_articles(engine: Engine, site_id: UUID) -> Iterator[ArticlePage]:
+    """The site's published articles, ordered by slug, streamed."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+            sa.text(
+                f"""SELECT a.slug, a.title, a.content, a.seo_title, a.seo_description, a.schema_json::text AS schema_text,
+                           {_DATES}, {_PLACE_COLUMNS} {_PUBLISHED} ORDER BY a.slug"""
+            ),
+            {"s": site_id},
+        )
+        for row in result:
+            yield _article(row)
+
+
+def stream_hub_members(engine: Engine, site_id: UUID) -> Iterator[HubMember]:
+    """The same articles as their hubs list them, ordered by state, then place (a state-mode target first), then
+    title, streamed."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+            sa.text(
+                f"""SELECT a.slug, a.title, {_DATES}, {_PLACE_COLUMNS} {_PUBLISHED}
+                    ORDER BY g.state,
+                             CASE WHEN g.city IS NULL AND g.county IS NULL THEN '' ELSE g.location_key END,
+                             a.title, a.slug"""
+            ),
+            {"s": site_id},
+        )
+        for row in result:
+            geo = _geo(row)
+            yield HubMember(urls.state_hub_path(geo.state), geo.state, urls.place_hub_path(geo), geo.label, row.slug,
+                            row.title, row.modified)
+
+
+def latest_articles(conn: Connection, site_id: UUID, limit: int) -> list[ArticlePage]:
+    rows = conn.execute(
+        sa.text(
+            f"""SELECT a.slug, a.title, a.content, a.seo_title, a.seo_description, a.schema_json::text AS schema_text,
+                       {_DATES}, {_PLACE_COLUMNS} {_PUBLISHED}
+                ORDER BY a.published_at DESC, a.slug DESC LIMIT :n"""
+        ),
+        {"s": site_id, "n": limit},
+    )
+    return [_article(row) for row in rows]
+
+
+def static_pages(conn: Connection, site_id: UUID) -> list[StaticPage]:
+    """The site's published pages (at their permalink, else `/<slug>/`) and posts (at `/<slug>/`)."""
+    pages = [
+        StaticPage("page", r.slug, r.permalink or urls.article_path(r.slug), r.title, r.content or "", r.seo_title,
+                   r.seo_description, r.published, r.modified)
+        for r in conn.execute(
+            sa.text(
+                """SELECT slug, permalink, title, content, seo_title, seo_description,
+                          (date_created AT TIME ZONE 'UTC')::date AS published,
+                          (date_updated AT TIME ZONE 'UTC')::date AS modified
+                   FROM pages WHERE site_id = :s AND status = 'published' ORDER BY slug"""
+            ),
+            {"s": site_id},
+        )
+    ]
+    posts = [
+        StaticPage("post", r.slug, urls.article_path(r.slug), r.title, r.content or "", None, r.excerpt,
+                   r.published, r.modified)
+        for r in conn.execute(
+            sa.text(
+                """SELECT slug, title, content, excerpt,
+                          (coalesce(published_at, date_created) AT TIME ZONE 'UTC')::date AS published,
+                          (date_updated AT TIME ZONE 'UTC')::date AS modified
+                   FROM posts WHERE site_id = :s AND status = 'published' ORDER BY slug"""
+            ),
+            {"s": site_id},
+        )
+    ]
+    return pages + posts
+
+
+def hub_texts(conn: Connection, site_id: UUID) -> dict[str, HubText]:
+    """The operator's words for the site's hubs, by hub slug ("texas", "austin-tx"); archived rows are ignored."""
+    rows = conn.execute(
+        sa.text(
+            """SELECT slug, title, content, seo_title, seo_description FROM hub_pages
+               WHERE site_id = :s AND status <> 'archived'"""
+        ),
+        {"s": site_id},
+    )
+    return {r.slug: HubText(r.title, r.content, r.seo_title, r.seo_description) for r in rows}
+
+
+# --- site_builds --------------------------------------------------------------------------------------------------
+
+
+def last_good_build(conn: Connection, site_id: UUID) -> tuple[Path, Path] | None:
+    """(tree, manifest) of the site's last good build, or None."""
+    row = conn.execute(
+        sa.text(
+            """SELECT output_path, manifest_path FROM site_builds
+               WHERE site_id = :s AND status = 'built' AND manifest_path IS NOT NULL
+               ORDER BY finished_at DESC NULLS LAST, date_created DESC LIMIT 1"""
+        ),
+        {"s": site_id},
+    ).first()
+    return (Path(row.output_path), Path(row.manifest_path)) if row else None
+
+
+def last_good_manifest(conn: Connection, site_id: UUID) -> Path | None:
+    build = last_good_build(conn, site_id)
+    return build[1] if build else None
+
+
+def start_build(conn: Connection, site_id: UUID, output_path: Path) -> UUID:
+    return conn.execute(
+        sa.text(
+            """INSERT INTO site_builds (site_id, status, output_path, started_at)
+               VALUES (:s, 'building', :out, now()) RETURNING id"""
+        ),
+        {"s": site_id, "out": str(output_path)},
+    ).scalar_one()
+
+
+def finish_build(conn: Connection, build_id: UUID, **values) -> None:
+    assignments = ", ".join(f"{name} = :{name}" for name in values)
+    conn.execute(
+        sa.text(f"UPDATE site_builds SET {assignments}, status = 'built', finished_at = now() WHERE id = :id"),
+        {"id": build_id, **values},
+    )
+
+
+def fail_build(conn: Connection, build_id: UUID, error: str) -> None:
+    conn.execute(
+        sa.text("UPDATE site_builds SET status = 'failed', error_message = :e, finished_at = now() WHERE id = :id"),
+        {"id": build_id, "e": error[:2000]},
+    )
+
+
+def article_count(conn: Connection, site_id: UUID) -> int:
+    return conn.execute(
+        sa.text("SELECT count(*) FROM generated_articles WHERE site_id = :s AND status = 'published'"), {"s": site_id}
+    ).scalar_one()
+
+
+def upsert_page(conn: Connection, site_id: UUID, *, slug: str, title: str, content: str, permalink: str | None = None,
+                seo_description: str | None = None) -> None:
+    """Create or update one of the site's pages (by slug), published."""
+    conn.execute(
+        sa.text(
+            """INSERT INTO pages (site_id, slug, permalink, title, content, seo_description, status)
+               VALUES (:s, :slug, :permalink, :title, :content, :description, 'published')
+               ON CONFLICT (site_id, slug) DO UPDATE SET permalink = excluded.permalink, title = excluded.title,
+                   content = excluded.content, seo_description = excluded.seo_description, status = 'published'
+               WHERE (pages.permalink, pages.title, pages.content, pages.seo_description, pages.status)
+                     IS DISTINCT FROM (excluded.permalink, excluded.title, excluded.content, excluded.seo_description,
+                                       'published')"""
+        ),
+        {"s": site_id, "slug": slug, "permalink": permalink, "title": title, "content": content,
+         "description": seo_description},
+    )

@@ -1,0 +1,669 @@
+"""A site's static website: its published articles, hubs, pages, sitemap, feed and robots.txt rendered into one
+working tree, incrementally. Plain Python (Jinja2, nh3, orjson): no database and no dagster.
+
+What is written (paths under the build root; every page is `<path>/index.html`, served at `/<path>/`):
+
+- `/` the home page: the site's states, its latest articles, its pages;
+- `/<article slug>/` every published article (`urls.article_path`);
+- `/<state>/` and `/<place>/` the hubs the articles' breadcrumbs name (`urls.state_hub_path`, `urls.place_hub_path`):
+  a state hub lists its places (or, in state mode, its articles); a place hub lists its articles, HUB_PAGE_SIZE a
+  page, further pages at `/<hub>/page/<n>/`; titles, intros and SEO fields from the site's `hub_pages` rows;
+- `/<slug>/` the site's `pages` and `posts` (a slug that is also an article or a hub is refused);
+- `404.html`, `robots.txt`, `feed.xml` (Atom, the FEED_SIZE latest articles), `sitemap.xml` (an index) over
+  `sitemaps/sitemap-<n>.xml` shards of at most SITEMAP_MAX_URLS URLs and SITEMAP_MAX_BYTES bytes, and
+  `assets/site.<hash>.css`.
+
+Incremental: every output file has an inputs digest (its rows, the theme, the data it shares with other pages); a
+file whose digest equals the previous build's, and which is still on disk, is neither rendered nor written. A
+rendered file whose bytes did not change is not rewritten either. Files of the previous build that this build does
+not produce are removed. Deterministic: the same inputs give the same bytes (no build time anywhere; dates come from
+the rows), so content hashes are stable for the release step.
+
+Safety: templates are autoescaped; a site's own templates (an override folder) render in Jinja2's sandbox; article
+bodies pass as markup only when a scan finds nothing but the assembler's own tags, and are sanitized (nh3) if not;
+operators' HTML (pages, posts, hub intros) is always sanitized; JSON-LD is embedded with `<`, `>` and `&` escaped;
+every path is checked to stay inside the build root before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from xml.sax.saxutils import escape as xml_escape
+
+import jinja2
+import nh3
+import orjson
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from spark_assets.content import urls
+from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
+
+THEME_DIRECTORY = Path(__file__).parent / "theme"
+#: the templates a site may override, each by a file of the same name in its override folder
+TEMPLATES = ("base.html", "article.html", "hub.html", "home.html", "page.html", "404.html")
+HUB_PAGE_SIZE = 50
+FEED_SIZE = 20
+HOME_LATEST = 12
+SITEMAP_MAX_URLS = 50_000
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+#: bumped when what a page is made of changes in code (not in templates: those are hashed)
+BUILD_FORMAT = "1"
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".xml": "application/xml",
+    ".css": "text/css; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+ATOM_CONTENT_TYPE = "application/atom+xml"
+
+#: what operators' HTML (pages, posts, hub intros) may hold
+OPERATOR_HTML_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "em", "h2", "h3", "h4", "hr", "i", "img", "li", "ol", "p", "pre",
+    "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+}
+OPERATOR_HTML_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}, "td": {"colspan"},
+                            "th": {"colspan", "scope"}}
+#: what a generated article body may hold when it no longer matches its content hash (someone edited the row)
+ARTICLE_HTML_TAGS = OPERATOR_HTML_TAGS | {"h1", "section", "nav", "div", "span", "h5", "h6"}
+ARTICLE_HTML_ATTRIBUTES = {**OPERATOR_HTML_ATTRIBUTES, "section": {"class"}, "nav": {"class"}, "div": {"class"},
+                           "span": {"class"}}
+
+
+class BuildError(ValueError):
+    """The inputs cannot make a site (a slug collision, a path outside the build): nothing more is written."""
+
+
+class HubMember(NamedTuple):
+    """An article as its hubs list it. Streamed ordered by (state_path, place_path, title, slug)."""
+
+    state_path: str
+    state_label: str
+    place_path: str
+    place_label: str
+    slug: str
+    title: str
+    modified: date
+
+
+class FileEntry(NamedTuple):
+    path: str  # relative to the build root, "/"-separated: "texas/index.html"
+    sha256: str
+    size: int
+    content_type: str
+    inputs: str  # digest of what the file is made of
+
+
+@dataclass
+class BuildResult:
+    files: list[FileEntry]
+    written: int = 0
+    rendered_unchanged: int = 0
+    skipped: int = 0
+    removed: int = 0
+    articles: int = 0
+    hubs: int = 0
+    pages: int = 0
+    bytes: int = 0
+    manifest_hash: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def manifest(self, build_id: str, domain: str) -> dict[str, Any]:
+        return {
+            "build_id": build_id,
+            "domain": domain,
+            "manifest_hash": self.manifest_hash,
+            "files": [
+                {"path": f.path, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
+                 "inputs": f.inputs}
+                for f in self.files
+            ],
+        }
+
+
+def read_manifest(path: Path | None) -> dict[str, FileEntry]:
+    """The files of a build's manifest by path (empty when there is none: everything is built)."""
+    if path is None or not path.is_file():
+        return {}
+    data = orjson.loads(path.read_bytes())
+    return {
+        f["path"]: FileEntry(f["path"], f["sha256"], f["size"], f["content_type"], f.get("inputs", ""))
+        for f in data.get("files", [])
+    }
+
+
+def manifest_hash(files: Sequence[FileEntry]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.path}\t{f.sha256}\t{f.content_type}\n".encode())
+    return digest.hexdigest()
+
+
+# --- paths ----------------------------------------------------------------------------------------------------------
+
+
+def safe_output_path(root: Path, relative: str) -> Path:
+    """`root / relative`, refused unless it stays inside root: no absolute path, no `..`, no backslash, no NUL, no
+    empty segment, and no symlink on the way that leads out."""
+    if (not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative
+            or any(part in ("", ".", "..") for part in relative.split("/"))):
+        raise BuildError(f"refused to write outside the build: {relative!r}")
+    target = root / relative
+    resolved_root = root.resolve()
+    if not target.resolve().is_relative_to(resolved_root):
+        raise BuildError(f"refused to write outside the build: {relative!r} resolves outside {root}")
+    return target
+
+
+def page_file(path: str) -> str:
+    """The file of a site path: "/" -> "index.html", "/texas/" -> "texas/index.html"."""
+    if not path.startswith("/") or not path.endswith("/"):
+        raise BuildError(f"a page path starts and ends with '/': {path!r}")
+    return f"{path[1:]}index.html"
+
+
+# --- the theme ------------------------------------------------------------------------------------------------------
+
+
+class Theme:
+    """The package theme, or a site's override folder over it (rendered in the sandbox). `digest` covers every
+    template and the stylesheet, so a theme change rebuilds every page."""
+
+    def __init__(self, overrides: Path | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(THEME_DIRECTORY))]
+        self.overridden: list[str] = []
+        if overrides is not None and overrides.is_dir():
+            self.overridden = sorted(name for name in TEMPLATES if (overrides / name).is_file())
+            loaders.insert(0, jinja2.FileSystemLoader(str(overrides), followlinks=False))
+        options = dict(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=False,
+            keep_trailing_newline=True,
+        )
+        # an operator's template is text anyone with access to the folder can edit: it gets no Python
+        self.env = SandboxedEnvironment(**options) if self.overridden else jinja2.Environment(**options)
+        self.templates = {name: self.env.get_template(name) for name in TEMPLATES}
+        css = (THEME_DIRECTORY / "site.css").read_bytes()
+        if overrides is not None and (overrides / "site.css").is_file():
+            css = (overrides / "site.css").read_bytes()
+        self.css = css
+        self.css_path = f"/assets/site.{hashlib.sha256(css).hexdigest()[:12]}.css"
+        digest = hashlib.sha256(BUILD_FORMAT.encode() + css)
+        for name in TEMPLATES:
+            source, _, _ = self.env.loader.get_source(self.env, name)
+            digest.update(name.encode() + b"\0" + source.encode())
+        self.digest = digest.hexdigest()
+
+    def render(self, name: str, **context: Any) -> bytes:
+        return self.templates[name].render(**context).encode()
+
+
+# --- JSON-LD --------------------------------------------------------------------------------------------------------
+
+
+def embed_json(value: Any) -> Markup:
+    """JSON for a <script type="application/ld+json"> block: `<`, `>` and `&` escaped as \\u003c, \\u003e, \\u0026,
+    so no text in it can close the script or open a comment, and keys in a stable order."""
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def article_jsonld(article: ArticlePage) -> Any:
+    """The article's stored JSON-LD with datePublished and dateModified added to its Article node (they are not
+    stored: publishing must not change the article's content hash)."""
+    data = orjson.loads(article.schema_text) if article.schema_text else {}
+    nodes = data.get("@graph", [data]) if isinstance(data, dict) else []
+    for node in nodes:
+        if isinstance(node, dict) and node.get("@type") == "Article":
+            node["datePublished"] = article.published.isoformat()
+            node["dateModified"] = article.modified.isoformat()
+    return data
+
+
+def _breadcrumbs_jsonld(site: Site, crumbs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "@type": "BreadcrumbList",
+        "itemListElement": [
+            {"@type": "ListItem", "position": i, "name": name, "item": urls.absolute(site.domain, path)}
+            for i, (name, path) in enumerate(crumbs, start=1)
+        ],
+    }
+
+
+# --- the build ------------------------------------------------------------------------------------------------------
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def _clean(html_text: str | None, tags=OPERATOR_HTML_TAGS, attributes=OPERATOR_HTML_ATTRIBUTES) -> Markup:
+    if not html_text:
+        return Markup("")
+    return Markup(nh3.clean(html_text, tags=tags, attributes=attributes, url_schemes={"https", "http", "mailto", "tel"},
+                            link_rel="noopener"))
+
+
+_ALLOWED_TAG_RE = re.compile(r'<(/?)([a-z][a-z0-9]*)((?:\s+(?:class|href)="[^"<>]*")*)\s*>')
+_HREF_RE = re.compile(r'href="([^"]*)"')
+
+
+def article_body(content: str) -> Markup:
+    """A stored article body as markup. What the assembler writes (tags of ARTICLE_HTML_TAGS with at most `class` and
+    `href` attributes, hrefs to site paths or http(s) URLs, everything else escaped text) is passed through as it is,
+    after a scan; anything else (a row edited by hand, say with `<img onerror>` or `<script>`) is sanitized by nh3."""
+    at = content.find("<")
+    while at >= 0:
+        match = _ALLOWED_TAG_RE.match(content, at)
+        if match is None or match.group(2) not in ARTICLE_HTML_TAGS:
+            return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES)
+        for href in _HREF_RE.findall(match.group(3)):
+            if not (href.startswith("/") or href.startswith("https://") or href.startswith("http://")) or (
+                    href.startswith("//")):
+                return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES)
+        at = content.find("<", match.end())
+    return Markup(content)
+
+
+class _Output:
+    """Writes files under the root, skipping what the previous build already has for the same inputs."""
+
+    def __init__(self, root: Path, previous: Mapping[str, FileEntry]) -> None:
+        self.root = root
+        self.previous = previous
+        self.files: list[FileEntry] = []
+        self.seen: set[str] = set()
+        self.result = BuildResult(files=self.files)
+
+    def add(self, relative: str, inputs: str, render: Callable[[], bytes], content_type: str | None = None) -> None:
+        if relative in self.seen:
+            raise BuildError(f"two outputs at /{relative}")
+        self.seen.add(relative)
+        content_type = content_type or CONTENT_TYPES[os.path.splitext(relative)[1]]
+        target = safe_output_path(self.root, relative)
+        before = self.previous.get(relative)
+        if before is not None and before.inputs == inputs and before.content_type == content_type and target.is_file():
+            self.files.append(before)
+            self.result.skipped += 1
+            self.result.bytes += before.size
+            return
+        data = render()
+        sha = hashlib.sha256(data).hexdigest()
+        entry = FileEntry(relative, sha, len(data), content_type, inputs)
+        self.files.append(entry)
+        self.result.bytes += len(data)
+        if before is not None and before.sha256 == sha and target.is_file():
+            self.result.rendered_unchanged += 1
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)  # a reader sees the old file or the new one, never half of one
+        self.result.written += 1
+
+    def remove_stale(self) -> None:
+        for relative in self.previous:
+            if relative in self.seen:
+                continue
+            try:
+                target = safe_output_path(self.root, relative)
+            except BuildError:
+                continue
+            if target.is_file():
+                target.unlink()
+                self.result.removed += 1
+                parent = target.parent
+                while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+
+
+@dataclass(frozen=True)
+class _Link:
+    path: str
+    label: str
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: str
+    title: str
+
+
+class _Sitemap:
+    """Sitemap shards filled in order, cut at SITEMAP_MAX_URLS URLs or SITEMAP_MAX_BYTES bytes; each shard is written
+    (through _Output, so unchanged shards are skipped) as soon as it is full."""
+
+    HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+    TAIL = "</urlset>\n"
+
+    def __init__(self, output: _Output, site: Site) -> None:
+        self.output = output
+        self.site = site
+        self.shards: list[tuple[str, date | None]] = []
+        self._lines: list[str] = []
+        self._bytes = len(self.HEAD) + len(self.TAIL)
+        self._lastmod: date | None = None
+
+    def add(self, path: str, lastmod: date | None) -> None:
+        loc = xml_escape(urls.absolute(self.site.domain, path))
+        line = f"<url><loc>{loc}</loc>" + (f"<lastmod>{lastmod.isoformat()}</lastmod>" if lastmod else "") + "</url>\n"
+        size = len(line.encode())
+        if self._lines and (len(self._lines) >= SITEMAP_MAX_URLS or self._bytes + size > SITEMAP_MAX_BYTES):
+            self._flush()
+        self._lines.append(line)
+        self._bytes += size
+        if lastmod and (self._lastmod is None or lastmod > self._lastmod):
+            self._lastmod = lastmod
+
+    def _flush(self) -> None:
+        number = len(self.shards) + 1
+        relative = f"sitemaps/sitemap-{number}.xml"
+        body = "".join(self._lines)
+        self.output.add(relative, _digest(body), lambda: (self.HEAD + body + self.TAIL).encode())
+        self.shards.append((relative, self._lastmod))
+        self._lines, self._bytes, self._lastmod = [], len(self.HEAD) + len(self.TAIL), None
+
+    def close(self) -> None:
+        if self._lines or not self.shards:
+            self._flush()
+        entries = "".join(
+            f"<sitemap><loc>{xml_escape(urls.absolute(self.site.domain, '/' + relative))}</loc>"
+            + (f"<lastmod>{lastmod.isoformat()}</lastmod>" if lastmod else "") + "</sitemap>\n"
+            for relative, lastmod in self.shards
+        )
+        text = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + entries + "</sitemapindex>\n")
+        self.output.add("sitemap.xml", _digest(text), lambda: text.encode())
+
+
+def build_site(
+    site: Site,
+    root: Path,
+    *,
+    articles: Callable[[], Iterable[ArticlePage]],
+    hub_members: Callable[[], Iterable[HubMember]],
+    latest: Sequence[ArticlePage],
+    pages: Sequence[StaticPage] = (),
+    hub_texts: Mapping[str, HubText] | None = None,
+    previous: Mapping[str, FileEntry] | None = None,
+    theme: Theme | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> BuildResult:
+    """Build the site into `root` (created if missing). `articles()` streams the published articles ordered by slug,
+    `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug); `latest` are the
+    FEED_SIZE newest (published date, then slug, descending). Returns what was written and the manifest's files.
+    Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path."""
+    theme = theme or Theme()
+    hub_texts = hub_texts or {}
+    root.mkdir(parents=True, exist_ok=True)
+    output = _Output(root, previous or {})
+    shared = _digest(theme.digest, site)  # what every page shows: the site, its navigation, the theme
+    base = {"site": site, "css": theme.css_path}
+
+    # pages and posts first: a collision is found before anything is written
+    page_paths: dict[str, StaticPage] = {}
+    for page in pages:
+        page_file(page.path)  # a site path, or BuildError
+        if page.path in page_paths:
+            raise BuildError(f"{page.kind} '{page.slug}' and {page_paths[page.path].kind} "
+                             f"'{page_paths[page.path].slug}' both want {page.path}")
+        page_paths[page.path] = page
+    states: list[_Link] = []
+    hub_paths: set[str] = set()
+    for member in hub_members():
+        hub_paths.add(member.state_path)
+        hub_paths.add(member.place_path)
+    for path, page in page_paths.items():
+        if path in hub_paths:
+            raise BuildError(f"{page.kind} '{page.slug}' would take the hub page at {path}: rename the {page.kind}")
+
+    output.add(theme.css_path[1:], _digest(theme.digest), lambda: theme.css, CONTENT_TYPES[".css"])
+    sitemap = _Sitemap(output, site)
+    result = output.result
+
+    # --- hubs: one pass over the members, grouped by state then place -------------------------------------------
+    def render_hub(path: str, label: str, kind: str, parent: _Link | None, children: list[_Link],
+                   items: list[_Item], lastmod: date | None) -> None:
+        text = hub_texts.get(path.strip("/"), HubText())
+        heading = text.title or (f"{site.brand} in {label}" if kind == "state" else f"Local guides for {label}")
+        intro = _clean(text.intro)
+        crumbs = [("Home", urls.HOME)] + ([(parent.label, parent.path)] if parent else []) + [(label, path)]
+        pages_total = max(1, -(-len(items) // HUB_PAGE_SIZE))
+        for number in range(1, pages_total + 1):
+            page_path = path if number == 1 else f"{path}page/{number}/"
+            chunk = items[(number - 1) * HUB_PAGE_SIZE: number * HUB_PAGE_SIZE]
+            previous_path = None if number == 1 else (path if number == 2 else f"{path}page/{number - 1}/")
+            next_path = f"{path}page/{number + 1}/" if number < pages_total else None
+            title = text.seo_title or heading
+            if number > 1:
+                title = f"{title} (page {number})"
+            description = text.seo_description or (
+                f"{site.brand}: guides for {label}" + (f", page {number}." if number > 1 else ".")
+            )
+            inputs = _digest(shared, "hub", page_path, label, kind, parent, children if number == 1 else (), chunk,
+                             text, number, pages_total)
+
+            def render(page_path=page_path, chunk=chunk, number=number, previous_path=previous_path,
+                       next_path=next_path, title=title, description=description) -> bytes:
+                canonical = urls.absolute(site.domain, page_path)
+                jsonld = {
+                    "@context": "https://schema.org",
+                    "@graph": [
+                        {"@type": "CollectionPage", "@id": f"{canonical}#page", "name": title, "url": canonical,
+                         "description": description, "inLanguage": "en-US",
+                         "isPartOf": {"@type": "WebSite", "name": site.brand, "url": f"{site.url}/"}},
+                        _breadcrumbs_jsonld(site, crumbs),
+                    ],
+                }
+                page = {
+                    "title": title, "description": description, "canonical": canonical, "og_type": "website",
+                    "noindex": False, "jsonld": [embed_json(jsonld)],
+                    "crumbs": [(n, h) for n, h in crumbs[:-1]] + [(label, None)],
+                }
+                hub = {
+                    "heading": heading if number == 1 else f"{heading} (page {number})",
+                    "intro": intro if number == 1 else "",
+                    "children": children if number == 1 else [],
+                    "children_heading": f"Places in {label}",
+                    "articles": chunk,
+                    "articles_heading": f"Guides for {label}",
+                    "page": number, "pages": pages_total, "previous": previous_path, "next": next_path,
+                    "parent": parent,
+                }
+                return theme.render("hub.html", page=page, hub=hub, **base)
+
+            output.add(page_file(page_path), inputs, render)
+            if number == 1:
+                sitemap.add(page_path, lastmod)
+            result.hubs += 1
+
+    def flush_state(state: _Link | None, places: list[tuple[_Link, list[_Item], date | None]],
+                    state_items: list[_Item], state_lastmod: date | None) -> None:
+        if state is None:
+            return
+        own = [p for p in places if p[0].path != state.path]
+        children = [p[0] for p in own]
+        render_hub(state.path, state.label, "state", None, children, state_items, state_lastmod)
+        for link, items, lastmod in own:
+            render_hub(link.path, link.label, "place", state, [], items, lastmod)
+
+    state: _Link | None = None
+    state_count = 0
+    state_lastmod: date | None = None
+    places: list[tuple[_Link, list[_Item], date | None]] = []
+    state_items: list[_Item] = []
+    current_place: tuple[str, str] | None = None
+    place_items: list[_Item] = []
+    place_lastmod: date | None = None
+
+    def close_place() -> None:
+        if current_place is None:
+            return
+        path, label = current_place
+        if path == state_path_now:  # state mode: the state's own articles
+            state_items.extend(place_items)
+        else:
+            places.append((_Link(path, label, len(place_items)), list(place_items), place_lastmod))
+
+    state_path_now = ""
+    for member in hub_members():
+        if state is None or member.state_path != state.path:
+            close_place()
+            if state is not None:
+                flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
+                states.append(_Link(state.path, state.label, state_count))
+            state = _Link(member.state_path, member.state_label)
+            state_path_now = member.state_path
+            state_count, state_lastmod, places, state_items = 0, None, [], []
+            current_place, place_items, place_lastmod = None, [], None
+        if current_place is None or member.place_path != current_place[0]:
+            close_place()
+            current_place, place_items, place_lastmod = (member.place_path, member.place_label), [], None
+        place_items.append(_Item(urls.article_path(member.slug), member.title))
+        state_count += 1
+        if place_lastmod is None or member.modified > place_lastmod:
+            place_lastmod = member.modified
+        if state_lastmod is None or member.modified > state_lastmod:
+            state_lastmod = member.modified
+    close_place()
+    if state is not None:
+        flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
+        states.append(_Link(state.path, state.label, state_count))
+    if progress:
+        progress("hubs", result.hubs)
+
+    # --- articles ---------------------------------------------------------------------------------------------------
+    for article in articles():
+        path = urls.article_path(article.slug)
+        if path in page_paths:
+            raise BuildError(f"{page_paths[path].kind} '{article.slug}' would take the article's page at {path}")
+        if path in hub_paths:
+            raise BuildError(f"article '{article.slug}' would take the hub page at {path}")
+        inputs = _digest(shared, "article", article)
+
+        def render(article=article, path=path) -> bytes:
+            canonical = urls.absolute(site.domain, path)
+            body = article_body(article.content)
+            crumbs = [("Home", urls.HOME), (article.state_label, article.state_path)]
+            if article.place_path != article.state_path:
+                crumbs.append((article.place_label, article.place_path))
+            page = {
+                "title": article.seo_title or article.title, "description": article.seo_description,
+                "canonical": canonical, "og_type": "article", "noindex": False,
+                "jsonld": [embed_json(article_jsonld(article))],
+                "crumbs": crumbs + [(article.title, None)],
+            }
+            view = {"body": body, "published": article.published, "modified": article.modified}
+            return theme.render("article.html", page=page, article=view, **base)
+
+        output.add(page_file(path), inputs, render)
+        sitemap.add(path, article.modified)
+        result.articles += 1
+        if progress and result.articles % 1000 == 0:
+            progress("articles", result.articles)
+
+    # --- pages and posts --------------------------------------------------------------------------------------------
+    for path, static in sorted(page_paths.items()):
+        inputs = _digest(shared, "page", static)
+
+        def render(static=static, path=path) -> bytes:
+            canonical = urls.absolute(site.domain, path)
+            kind = "WebPage" if static.kind == "page" else "BlogPosting"
+            node: dict[str, Any] = {"@type": kind, "@id": f"{canonical}#page", "url": canonical,
+                                    "name": static.title, "inLanguage": "en-US",
+                                    "datePublished": static.published.isoformat(),
+                                    "dateModified": static.modified.isoformat()}
+            if static.kind == "post":
+                node["headline"] = static.title[:110]
+                node["publisher"] = {"@type": "Organization", "name": site.brand, "url": f"{site.url}/"}
+            page = {
+                "title": static.seo_title or static.title, "description": static.seo_description or "",
+                "canonical": canonical, "og_type": "article" if static.kind == "post" else "website",
+                "noindex": False, "jsonld": [embed_json({"@context": "https://schema.org", **node})],
+                "crumbs": [("Home", urls.HOME), (static.title, None)],
+            }
+            view = {"title": static.title, "kind": static.kind, "published": static.published,
+                    "body": _clean(static.content)}
+            return theme.render("page.html", page=page, static=view, **base)
+
+        output.add(page_file(path), inputs, render)
+        sitemap.add(path, static.modified)
+        result.pages += 1
+
+    # --- home, 404, feed, robots, sitemap ---------------------------------------------------------------------------
+    latest_items = [_Item(urls.article_path(a.slug), a.title) for a in latest[:HOME_LATEST]]
+    page_links = [_Item(path, p.title) for path, p in sorted(page_paths.items()) if p.kind == "page"]
+    site_lastmod = max((a.modified for a in latest), default=None)
+    home_inputs = _digest(shared, "home", states, latest_items, page_links)
+
+    def render_home() -> bytes:
+        canonical = urls.absolute(site.domain, urls.HOME)
+        jsonld = {"@context": "https://schema.org", "@type": "WebSite", "@id": f"{canonical}#website",
+                  "name": site.title, "url": canonical, "inLanguage": "en-US",
+                  "publisher": {"@type": "Organization", "name": site.brand, "url": canonical}}
+        page = {"title": site.title, "description": site.description, "canonical": canonical, "og_type": "website",
+                "noindex": False, "jsonld": [embed_json(jsonld)], "crumbs": []}
+        home = {"heading": site.title, "states": states, "latest": latest_items, "pages": page_links}
+        return theme.render("home.html", page=page, home=home, **base)
+
+    output.add("index.html", home_inputs, render_home)
+    sitemap.add(urls.HOME, site_lastmod)
+
+    def render_404() -> bytes:
+        page = {"title": f"Page not found | {site.brand}", "description": "", "canonical": None,
+                "og_type": "website", "noindex": True, "jsonld": [], "crumbs": []}
+        return theme.render("404.html", page=page, states=states, **base)
+
+    output.add("404.html", _digest(shared, "404", states), render_404)
+    feed = atom_feed(site, latest[:FEED_SIZE])
+    output.add("feed.xml", _digest(feed), lambda: feed.encode(), ATOM_CONTENT_TYPE)
+    sitemap.close()
+    robots = robots_txt(site)
+    output.add("robots.txt", _digest(robots), lambda: robots.encode())
+
+    output.remove_stale()
+    result.files.sort(key=lambda f: f.path)
+    result.manifest_hash = manifest_hash(result.files)
+    result.counts = {"states": len(states)}
+    return result
+
+
+def atom_feed(site: Site, latest: Sequence[ArticlePage]) -> str:
+    """An Atom 1.0 feed of the latest articles; `updated` is the newest change among them (never the build time)."""
+    home = f"{site.url}/"
+    updated = max((a.modified for a in latest), default=date(2000, 1, 1))
+    entries = []
+    for article in latest:
+        link = urls.absolute(site.domain, urls.article_path(article.slug))
+        summary = f"<summary>{xml_escape(article.seo_description)}</summary>" if article.seo_description else ""
+        entries.append(
+            f"<entry><title>{xml_escape(article.title)}</title><link rel=\"alternate\" href=\"{xml_escape(link)}\"/>"
+            f"<id>{xml_escape(link)}</id><published>{article.published.isoformat()}T00:00:00Z</published>"
+            f"<updated>{article.modified.isoformat()}T00:00:00Z</updated>{summary}</entry>\n"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
+        f"<title>{xml_escape(site.title)}</title>\n"
+        + (f"<subtitle>{xml_escape(site.description)}</subtitle>\n" if site.description else "")
+        + f'<link rel="alternate" href="{xml_escape(home)}"/>\n'
+        f'<link rel="self" href="{xml_escape(home)}feed.xml"/>\n'
+        f"<id>{xml_escape(home)}</id>\n<updated>{updated.isoformat()}T00:00:00Z</updated>\n"
+        f"<author><name>{xml_escape(site.brand)}</name></author>\n"
+        + "".join(entries)
+        + "</feed>\n"
+    )
+
+
+def robots_txt(site: Site) -> str:
+    return f"User-agent: *\nAllow: /\n\nSitemap: {site.url}/sitemap.xml\n"
