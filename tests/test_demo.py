@@ -54,12 +54,12 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "9 migration(s) applied" in out
+    assert "10 migration(s) applied" in out
     assert "site demo-roofing.example registered; campaign created" in out
     steps = [line.split()[3] for line in out.splitlines() if line.startswith("-> materialize")]
     assert steps == [
         "avatars", "campaign_blueprint", "locations", "site_dns", "site_matomo", "campaign_geo", "site_search_console",
-        "cartesian_permutations", "headlines", "articles", "article_quality",
+        "cartesian_permutations", "headlines", "articles", "article_quality", "site_build",
     ]  # fmt: skip
     # provisioned against the local Cloudflare, Namecheap, Google and Matomo simulators
     assert "DNS active, Matomo site 1 (active), Search Console verified" in out
@@ -89,6 +89,9 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "content_fragments    21" in second.stdout  # converged, nothing duplicated
     assert "articles             288" in second.stdout
     assert "new=0, changed=0, unchanged=288" in second.stdout
+    # the site was built the first time (288 articles, their hubs, the demo's pages) and nothing changed since
+    assert "Built the site: " in out and "files (0 written," in second.stdout
+    assert "Open it: `spark site serve demo-roofing.example`" in out
 
     listing = _spark(["site", "list"], home)
     assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout

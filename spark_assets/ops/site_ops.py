@@ -22,7 +22,7 @@ from spark_assets.ops.materializing import Steps, add_missing_partitions, materi
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.records.registry import RegistryError, get_site, normalize_domain
-from spark_assets.site.build import FileEntry, read_manifest
+from spark_assets.site.build import TRACKING_SCRIPT, FileEntry, read_manifest
 from spark_resources.database import get_engine
 
 
@@ -45,10 +45,10 @@ def build_site_now(domain: str, echo: Callable[[str], None] = print) -> dict:
     return values
 
 
-def last_good_build(domain: str) -> tuple[Path, dict[str, FileEntry]]:
+def last_good_build(domain: str, engine=None) -> tuple[Path, dict[str, FileEntry]]:
     """The site's last good build: its tree and its manifest's files."""
     domain = normalize_domain(domain)
-    with get_engine().connect() as conn:
+    with (engine or get_engine()).connect() as conn:
         site = get_site(conn, domain)
         build = site_inputs.last_good_build(conn, site.id)
     if build is None:
@@ -93,7 +93,8 @@ class _SiteHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", entry.content_type)
         self.send_header("Content-Length", str(len(data)))
-        cache = "public, max-age=31536000, immutable" if entry.path.startswith("assets/") else "public, max-age=300"
+        hashed = entry.path.startswith("assets/") and entry.path != TRACKING_SCRIPT
+        cache = "public, max-age=31536000, immutable" if hashed else "public, max-age=300"
         self.send_header("Cache-Control", cache)
         self.end_headers()
         if body:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
@@ -47,7 +47,7 @@ from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
 THEME_DIRECTORY = Path(__file__).parent / "theme"
 #: the templates a site may override, each by a file of the same name in its override folder
-TEMPLATES = ("base.html", "article.html", "hub.html", "home.html", "page.html", "404.html")
+TEMPLATES = ("base.html", "article.html", "hub.html", "home.html", "page.html", "404.html", "tracking.js")
 HUB_PAGE_SIZE = 50
 FEED_SIZE = 20
 HOME_LATEST = 12
@@ -61,7 +61,10 @@ CONTENT_TYPES = {
     ".xml": "application/xml",
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
 }
+#: Matomo's loader: a fixed name (not content-hashed), so a new tracker address changes this file and no page
+TRACKING_SCRIPT = "assets/tracking.js"
 ATOM_CONTENT_TYPE = "application/atom+xml"
 
 #: what operators' HTML (pages, posts, hub intros) may hold
@@ -408,7 +411,9 @@ def build_site(
     hub_texts = hub_texts or {}
     root.mkdir(parents=True, exist_ok=True)
     output = _Output(root, previous or {})
-    shared = _digest(theme.digest, site)  # what every page shows: the site, its navigation, the theme
+    # what every page shows: the site, its navigation, the theme; not the tracker's address, which only tracking.js
+    # holds (so moving Matomo rewrites one file, not every page)
+    shared = _digest(theme.digest, replace(site, matomo_url=None), bool(site.matomo_url))
     base = {"site": site, "css": theme.css_path}
 
     # pages and posts first: a collision is found before anything is written
@@ -429,6 +434,10 @@ def build_site(
             raise BuildError(f"{page.kind} '{page.slug}' would take the hub page at {path}: rename the {page.kind}")
 
     output.add(theme.css_path[1:], _digest(theme.digest), lambda: theme.css, CONTENT_TYPES[".css"])
+    if site.matomo_site_id and site.matomo_url:
+        tracker = site.matomo_url.rstrip("/") + "/"
+        output.add(TRACKING_SCRIPT, _digest(theme.digest, tracker),
+                   lambda: theme.render("tracking.js", tracker_url=tracker), CONTENT_TYPES[".js"])
     sitemap = _Sitemap(output, site)
     result = output.result
 
