@@ -459,3 +459,20 @@ def test_scan_of_many_small_pages_is_fast(tmp_path: Path) -> None:
     scanned = time.perf_counter() - start
     assert v.broken_references(index) == [] and v.page_problems(index) == []
     assert scanned < 20, f"scan of {n} pages took {scanned:.1f}s"
+
+
+def test_restricted_context_expands_exactly_like_the_whole_vendored_context() -> None:
+    from pyld import jsonld
+
+    options = {"documentLoader": v.document_loader}
+    for doc in (_article_schema("a", "A & <b>"), {"@context": "http://schema.org/", "@type": "WebPage",
+                                                  "name": "x", "url": "/x/", "schema:description": "d"}):
+        assert jsonld.expand(v.with_vendored_context(doc), options) == jsonld.expand(doc, options)
+
+
+def test_jsonld_problems_in_worker_processes_match(site: Path) -> None:
+    slug, title = next(iter(ARTICLES.items()))
+    _replace_schema(site, slug, json.dumps(_article_schema(slug, title, published=None)))
+    index = v.scan(site, DOMAIN)
+    assert list(v.jsonld_problems(index, processes=2)) == list(v.jsonld_problems(index, processes=1)) == [
+        f"{slug}/index.html: JSON-LD block 1: Article has no datePublished"]
