@@ -476,3 +476,10 @@ def test_jsonld_problems_in_worker_processes_match(site: Path) -> None:
     index = v.scan(site, DOMAIN)
     assert list(v.jsonld_problems(index, processes=2)) == list(v.jsonld_problems(index, processes=1)) == [
         f"{slug}/index.html: JSON-LD block 1: Article has no datePublished"]
+
+
+def test_pages_are_read_as_utf8_even_without_a_charset(site: Path) -> None:
+    _write(site, "cafe/index.html", "<html><head><title>Café Plumbing</title></head><body><h1>Café – “Austin”</h1>"
+                                    "<p>Open.</p></body></html>")
+    page = v.scan(site, DOMAIN).by_url["/cafe/"]
+    assert page.title == "Café Plumbing" and page.h1s == ["Café – “Austin”"]
