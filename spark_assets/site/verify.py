@@ -222,7 +222,15 @@ def _body_source(data: bytes) -> str:
 
 
 def _breadcrumb_items(doc: Any) -> Iterator[str]:
-    for node in _nodes(doc):
+    """The `item` URLs of the BreadcrumbLists at the top of a JSON-LD document, in its `@graph`, or a node's
+    `breadcrumb` (where schema.org puts them), without walking every nested value."""
+    top = doc if isinstance(doc, list) else [doc]
+    nodes = [n for n in top if isinstance(n, dict)]
+    for n in list(nodes):
+        graph = n.get("@graph")
+        nodes.extend(g for g in (graph if isinstance(graph, list) else [graph]) if isinstance(g, dict))
+    nodes.extend([n["breadcrumb"] for n in nodes if isinstance(n.get("breadcrumb"), dict)])
+    for node in nodes:
         if "BreadcrumbList" not in _types(node):
             continue
         elements = node.get("itemListElement") or []
