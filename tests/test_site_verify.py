@@ -362,7 +362,10 @@ def test_leftover_template_markup_is_caught(site: Path) -> None:
 # --- 6. JSON-LD ------------------------------------------------------------------------------------------------------
 
 
-def _replace_schema(site: Path, slug: str, schema_text: str) -> None:
+def _replace_schema(site: Path, slug: str, schema_text: str, *, escape: bool = True) -> None:
+    """Put `schema_text` in place of the page's JSON-LD block, with "<" written as the build writes it (\\u003c)."""
+    if escape:
+        schema_text = schema_text.replace("<", "\\u003c")
     path = site / f"{slug}/index.html"
     html = path.read_text()
     start = html.index('<script type="application/ld+json">') + len('<script type="application/ld+json">')
@@ -483,3 +486,10 @@ def test_pages_are_read_as_utf8_even_without_a_charset(site: Path) -> None:
                                     "<p>Open.</p></body></html>")
     page = v.scan(site, DOMAIN).by_url["/cafe/"]
     assert page.title == "Café Plumbing" and page.h1s == ["Café – “Austin”"]
+
+
+def test_raw_less_than_in_jsonld_is_caught(site: Path) -> None:
+    slug, title = next(iter(ARTICLES.items()))
+    _replace_schema(site, slug, json.dumps(_article_schema(slug, "Fixes in < 2 hours")), escape=False)
+    assert v.jsonld_problems(site, DOMAIN) == [
+        f"{slug}/index.html: JSON-LD block 1 has a raw '<' (write it as \\u003c)"]

@@ -708,6 +708,8 @@ def _block_problems(where: str, block: str) -> list[str]:
     if not isinstance(doc, (dict, list)):
         return [f"{where} is not a JSON object"]
     out: list[str] = []
+    if "<" in block:  # harmless only until it spells "</script>" or "<!--": the build writes every "<" as \u003c
+        out.append(f"{where} has a raw '<' (write it as \\u003c)")
     try:
         expanded = jsonld.expand(with_vendored_context(doc), {"documentLoader": document_loader})
     except Exception as exc:  # JsonLdError, or anything pyld raises on a malformed document
