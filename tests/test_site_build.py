@@ -254,9 +254,15 @@ SMALL = REPO_ROOT / "tests" / "fixtures" / "small-campaign.yaml"
 def _import(engine, domain: str, brand: str) -> str:
     data = yaml.safe_load(SMALL.read_text())
     data["publishing"]["auto_publish"] = True
+    for target in data["link_targets"]:  # the site's pages, at their canonical paths (the pages are made below)
+        target["url"] = target["url"].rstrip("/") + "/"
     with engine.begin() as conn:
-        add_site(conn, domain, brand)
+        site, _ = add_site(conn, domain, brand)
         campaign, _ = import_campaign(conn, domain, parse_blueprint(yaml.safe_dump(data, sort_keys=False)))
+        for target in data["link_targets"]:
+            slug = target["url"].strip("/").split("/")[-1]
+            upsert_page(conn, site.id, slug=slug, permalink=target["url"], title=target["anchor"].capitalize(),
+                        content=f"<p>{target['anchor']}</p>")
     return campaign.partition_key
 
 
@@ -268,10 +274,12 @@ def _publish(database, instance, key: str) -> None:
                     resources={"database": database})
 
 
-def _build_asset(instance, database, domain: str):
+def _build_asset(instance, database, domain: str, checks: dict | None = None):
     instance.add_dynamic_partitions("site", [domain])
     result = materialize([site_build], partition_key=domain, instance=instance, resources={
         "database": database, "matomo": MatomoResource(base_url="https://matomo.example/index.php")})
+    if checks is not None:
+        checks.update({e.check_name: e for e in result.get_asset_check_evaluations()})
     return {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
 
 
@@ -282,12 +290,25 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
                     resources={"database": database})
         for key in keys:
             _publish(database, instance, key)
-        with engine.begin() as conn:
-            site_id = conn.execute(sa.text("SELECT id FROM sites WHERE domain = 'gutters.example'")).scalar_one()
-            upsert_page(conn, site_id, slug="contact", title="Contact", content="<p>Call us.</p>")
-        first = _build_asset(instance, database, "gutters.example")
+        checks: dict = {}
+        first = _build_asset(instance, database, "gutters.example", checks)
         _build_asset(instance, database, "other-gutters.example")
         again = _build_asset(instance, database, "gutters.example")
+        assert sorted(checks) == ["feed_parses", "internal_links_resolve", "json_ld_expands", "pages_are_complete",
+                                  "robots_allows_the_site", "sitemap_is_valid"]
+        assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
+
+        # an editor's hand edit links a page the site does not have: the build still goes out, its check fails
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                """UPDATE generated_articles SET content = content || '<p><a href="/no-such-page/">x</a></p>'
+                   WHERE id = (SELECT a.id FROM generated_articles a JOIN sites s ON s.id = a.site_id
+                               WHERE s.domain = 'other-gutters.example' AND a.is_published LIMIT 1)"""))
+        broken: dict = {}
+        _build_asset(instance, database, "other-gutters.example", broken)
+        assert not broken["internal_links_resolve"].passed
+        assert "/no-such-page/" in broken["internal_links_resolve"].metadata["examples"].value
+        assert broken["sitemap_is_valid"].passed and broken["pages_are_complete"].passed
 
     with engine.connect() as conn:
         published = conn.execute(sa.text(
@@ -296,7 +317,7 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
         builds = conn.execute(sa.text(
             "SELECT b.status, b.manifest_path, b.files_written FROM site_builds b JOIN sites s ON s.id = b.site_id "
             "WHERE s.domain = 'gutters.example' ORDER BY b.finished_at")).all()
-    assert published > 0 and first["articles"] == published and first["pages_and_posts"] == 1
+    assert published > 0 and first["articles"] == published and first["pages_and_posts"] == 2
     assert [b.status for b in builds] == ["built", "built"] and builds[1].files_written == 0
     assert again["files_written"] == 0 and again["files_skipped"] == first["files"]
 
@@ -326,3 +347,17 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_nearby_links_to_articles_not_published_yet_are_left_out_until_they_are(tmp_path):
+    nearby = ('<nav class="nearby"><h2>Nearby Areas</h2><ul><li><a href="/dallas-tx-roof-1/">Dallas, TX</a></li>'
+              '<li><a href="/waco-tx-roof-1/">Waco, TX</a></li></ul></nav>')
+    article = _article("austin-tx-roof-0", content=f"<h1>Roofs</h1><p>Text.</p>{nearby}")
+    first = _build(tmp_path, [article, ARTICLES[3]])
+    page = (tmp_path / "austin-tx-roof-0/index.html").read_text()
+    assert 'href="/dallas-tx-roof-1/"' in page and "/waco-tx-roof-1/" not in page
+    waco = _article("waco-tx-roof-1", ("waco-tx", "Waco, TX"))
+    _build(tmp_path, [article, ARTICLES[3], waco], previous={f.path: f for f in first.files})
+    assert 'href="/waco-tx-roof-1/"' in (tmp_path / "austin-tx-roof-0/index.html").read_text()
+    _build(tmp_path / "alone", [article])
+    assert "Nearby Areas" not in (tmp_path / "alone/austin-tx-roof-0/index.html").read_text()

@@ -17,6 +17,9 @@ from typing import Any
 import orjson
 from dagster import (
     AllPartitionMapping,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     Failure,
@@ -27,6 +30,7 @@ from dagster import (
 
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
+from spark_assets.site import verify
 from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, read_manifest
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
@@ -35,6 +39,22 @@ from spark_resources.providers.matomo import MatomoResource
 BUILDS_VARIABLE = "SPARK_BUILDS_DIR"
 #: a site's own templates: $SPARK_HOME/themes/<domain>/ (see README, "Site themes")
 THEMES_VARIABLE = "SPARK_THEMES_DIR"
+
+
+#: verify.py's checks, each an ERROR-severity asset check of the build: (check name, what it asserts)
+BUILD_CHECKS = {
+    "references": ("internal_links_resolve",
+                   "every internal link, breadcrumb and asset reference resolves to a file of the build"),
+    "sitemap": ("sitemap_is_valid",
+                "sitemap index and shards validate against the sitemaps.org XSDs, list every page once, absolute, "
+                "each page's canonical itself"),
+    "feed": ("feed_parses", "the Atom feed parses (feedparser, no bozo) and links pages that exist"),
+    "robots": ("robots_allows_the_site", "robots.txt (protego) names the sitemap and allows every page"),
+    "pages": ("pages_are_complete",
+              "no page is empty, lacks a title or its one H1, or shows leftover or escaped markup"),
+    "jsonld": ("json_ld_expands",
+               "every JSON-LD block parses and expands with the schema.org context (pyld), articles dated"),
+}
 
 
 def builds_root() -> Path:
@@ -62,6 +82,9 @@ def tracker_url(matomo: MatomoResource) -> str:
     ],
     description="The site as a static website: its published articles, state and place hubs, pages, sitemap index, "
     "Atom feed and robots.txt, rendered incrementally into $SPARK_HOME/builds/<domain>/site/ with a manifest per build.",
+    check_specs=[
+        AssetCheckSpec(name, asset="site_build", description=description) for name, description in BUILD_CHECKS.values()
+    ],
 )
 def site_build(context: AssetExecutionContext, database: DatabaseResource, matomo: MatomoResource) -> MaterializeResult:
     domain = context.partition_key
@@ -100,6 +123,18 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
     temporary.write_bytes(orjson.dumps(result.manifest(str(build_id), domain), option=orjson.OPT_INDENT_2))
     os.replace(temporary, manifest_path)
     duration = time.perf_counter() - started
+    checked = time.perf_counter()
+    index = verify.scan(root, domain)
+    check_results = []
+    for key, check in verify.CHECKS.items():
+        problems = check(index, domain)
+        name, _ = BUILD_CHECKS[key]
+        check_results.append(AssetCheckResult(
+            check_name=name, asset_key="site_build", passed=problems.total == 0, severity=AssetCheckSeverity.ERROR,
+            metadata={"problems": problems.total, "pages_checked": len(index.pages),
+                      "examples": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
+        ))
+    check_seconds = time.perf_counter() - checked
     with database.begin() as conn:
         site_inputs.finish_build(
             conn, build_id, article_count=result.articles, page_count=sum(
@@ -124,5 +159,6 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         "manifest_hash": result.manifest_hash,
         "home_page": MetadataValue.path(str(root / "index.html")),
         "theme_overrides": MetadataValue.json(theme.overridden),
+        "check_seconds": round(check_seconds, 3),
     }
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata, check_results=check_results)

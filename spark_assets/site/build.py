@@ -277,6 +277,27 @@ def article_body(content: str) -> Markup:
     return Markup(content)
 
 
+_NEARBY_RE = re.compile(r'<nav class="nearby">(<h2>.*?</h2>)<ul>(.*?)</ul></nav>', re.S)
+_NEARBY_ITEM_RE = re.compile(r'<li><a href="([^"]*)">.*?</a></li>', re.S)
+
+
+def published_nearby(content: str, published: set[str] | frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """The body with its "Nearby Areas" links to articles the site does not publish (yet) left out, and the paths left
+    out. An article links its siblings in the nearest places whether or not they are published (drip-feeding publishes
+    them over days); the page links only those that are, and is rebuilt when that changes. The block goes when none
+    is left. Other links are the blueprint's and stay: a link check names any that lead nowhere."""
+    match = _NEARBY_RE.search(content)
+    if match is None:
+        return content, ()
+    kept, dropped = [], []
+    for item in _NEARBY_ITEM_RE.finditer(match.group(2)):
+        (kept if item.group(1) in published else dropped).append(item)
+    if not dropped:
+        return content, ()
+    block = f'<nav class="nearby">{match.group(1)}<ul>{"".join(i.group(0) for i in kept)}</ul></nav>' if kept else ""
+    return content[: match.start()] + block + content[match.end():], tuple(i.group(1) for i in dropped)
+
+
 class _Output:
     """Writes files under the root, skipping what the previous build already has for the same inputs."""
 
@@ -426,9 +447,11 @@ def build_site(
         page_paths[page.path] = page
     states: list[_Link] = []
     hub_paths: set[str] = set()
+    article_paths: set[str] = set()  # every published article's path: what "Nearby Areas" may link
     for member in hub_members():
         hub_paths.add(member.state_path)
         hub_paths.add(member.place_path)
+        article_paths.add(urls.article_path(member.slug))
     for path, page in page_paths.items():
         if path in hub_paths:
             raise BuildError(f"{page.kind} '{page.slug}' would take the hub page at {path}: rename the {page.kind}")
@@ -559,11 +582,12 @@ def build_site(
             raise BuildError(f"{page_paths[path].kind} '{article.slug}' would take the article's page at {path}")
         if path in hub_paths:
             raise BuildError(f"article '{article.slug}' would take the hub page at {path}")
-        inputs = _digest(shared, "article", article)
+        content, unpublished = published_nearby(article.content, article_paths)
+        inputs = _digest(shared, "article", article, unpublished)
 
-        def render(article=article, path=path) -> bytes:
+        def render(article=article, path=path, content=content) -> bytes:
             canonical = urls.absolute(site.domain, path)
-            body = article_body(article.content)
+            body = article_body(content)
             crumbs = [("Home", urls.HOME), (article.state_label, article.state_path)]
             if article.place_path != article.state_path:
                 crumbs.append((article.place_label, article.place_path))
