@@ -329,6 +329,20 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
     manifest = read_manifest(Path(builds[-1].manifest_path))
     assert set(manifest) == set(files) and all((tree / p).is_file() for p in manifest)
 
+    # a page on a hub's path fails the build with a clear error; the last good build stays the one served
+    with engine.begin() as conn:
+        site_id = conn.execute(sa.text("SELECT id FROM sites WHERE domain = 'gutters.example'")).scalar_one()
+        upsert_page(conn, site_id, slug="texas-page", permalink="/texas/", title="Texas", content="<p>x</p>")
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["gutters.example"])
+        failed = materialize([site_build], partition_key="gutters.example", instance=instance, raise_on_error=False,
+                             resources={"database": database, "matomo": MatomoResource(base_url="https://m.example/")})
+    assert not failed.success
+    with engine.connect() as conn:
+        error = conn.execute(sa.text("SELECT error_message FROM site_builds WHERE status = 'failed'")).scalar_one()
+    assert "page 'texas-page' would take the hub page at /texas/" in error
+    assert last_good_build("gutters.example", engine)[1] == files
+
     server, _ = serve_in_background(tree, files)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
