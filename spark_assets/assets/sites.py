@@ -106,6 +106,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
             root,
             articles=lambda: site_inputs.stream_articles(database.engine, row.id),
             hub_members=lambda: site_inputs.stream_hub_members(database.engine, row.id),
+            article_bodies=lambda slugs: site_inputs.stream_article_bodies(database.engine, row.id, slugs),
             latest=latest,
             pages=pages,
             hub_texts=hubs,

@@ -332,7 +332,7 @@ class ArticleAssembler:
                 if words >= target * 0.9:
                     break
 
-        linked_texts, link_blocks = self._links(perm, texts, rng("related"))
+        linked_texts, link_blocks, nearby = self._links(perm, texts, rng("related"))
         body = [f"<h1>{html.escape(title)}</h1>"]
         for section in self.blueprint.outline:
             if section == OFFER_SECTION:
@@ -386,6 +386,8 @@ class ArticleAssembler:
             "offer_block_id": id_text(self.offer_ids.get(offer_slug)) if offer_slug else None,
             "faq_fragment_ids": [id_text(self.fragment_ids.get((FAQ_SECTION, i))) for i in faq_positions],
             "blueprint_hash": self.blueprint_hash,
+            # the paths its "Nearby Areas" block links: a site build drops those not published without reading bodies
+            "nearby": nearby,
         }
         # orjson writes the bytes json.dumps(ensure_ascii=False, separators=(",", ":")) writes, five times faster
         schema_text = orjson.dumps(schema).decode()
@@ -488,9 +490,9 @@ class ArticleAssembler:
 
     def _links(
         self, perm: Permutation, texts: dict[str, list[str]], draw
-    ) -> tuple[dict[str, list[str]], list[str]]:
-        """The pillar paragraphs with the link targets linked in the text, and the link blocks that follow the text:
-        related link targets, the place's hubs and the nearest places' articles."""
+    ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+        """The pillar paragraphs with the link targets linked in the text, the link blocks that follow the text
+        (related link targets, the place's hubs and the nearest places' articles), and the nearest places' paths."""
         texts = {pillar: list(paragraphs) for pillar, paragraphs in texts.items()}
         linked = self._link_keywords(texts)
         blocks = []
@@ -504,13 +506,11 @@ class ArticleAssembler:
             blocks.append(f'<nav class="related"><h2>Related Services</h2><ul>{items}</ul></nav>')
         blocks.append(self._hubs(perm.geo))
         siblings = self.siblings.get(perm.geo.key, [])
+        nearby = [urls.article_path(self.slug_for(g, perm)) for g in siblings]
         if siblings:
-            items = "".join(
-                f'<li><a href="{urls.article_path(self.slug_for(g, perm))}">{html.escape(g.label)}</a></li>'
-                for g in siblings
-            )
+            items = "".join(f'<li><a href="{path}">{html.escape(g.label)}</a></li>' for g, path in zip(siblings, nearby))
             blocks.append(f'<nav class="nearby"><h2>Nearby Areas</h2><ul>{items}</ul></nav>')
-        return texts, blocks
+        return texts, blocks, nearby
 
     def _link_keywords(self, texts: dict[str, list[str]]) -> set[int]:
         """Link (in place) each link target at the first appearance of its keyword (its anchor when it has none) in

@@ -79,28 +79,53 @@ def _geo(row) -> GeoTarget:
                      city=row.city, county=row.county)
 
 
-def _article(row) -> ArticlePage:
+def _article(row, light: bool = False) -> ArticlePage:
     geo = _geo(row)
+    nearby = row.nearby if light else None
     return ArticlePage(
-        slug=row.slug, title=row.title, content=row.content, seo_title=row.seo_title or "",
-        seo_description=row.seo_description or "", schema_text=row.schema_text or "", published=row.published,
-        modified=row.modified, place_path=urls.place_hub_path(geo), place_label=geo.label,
-        state_path=urls.state_hub_path(geo.state), state_label=geo.state,
+        slug=row.slug, title=row.title, content="" if light else row.content, seo_title=row.seo_title or "",
+        seo_description=row.seo_description or "", schema_text="" if light else (row.schema_text or ""),
+        published=row.published, modified=row.modified, place_path=urls.place_hub_path(geo), place_label=geo.label,
+        state_path=urls.state_hub_path(geo.state), state_label=geo.state, version=row.version,
+        nearby=tuple(nearby) if isinstance(nearby, list) else None,
     )
 
 
+#: changes whenever the row does: its content hash (what it says) and date_updated (any edit, by any writer)
+_VERSION = "coalesce(a.content_hash, '') || '@' || a.date_updated::text AS version"
+_FULL_COLUMNS = f"""a.slug, a.title, a.content, a.seo_title, a.seo_description, a.schema_json::text AS schema_text,
+                    {_VERSION}, {_DATES}, {_PLACE_COLUMNS}"""
+
+
 def stream_articles(engine: Engine, site_id: UUID) -> Iterator[ArticlePage]:
-    """The site's published articles, ordered by slug, streamed."""
+    """The site's published articles ordered by slug, streamed, without their bodies: what a build needs to decide
+    which pages are unchanged (`stream_article_bodies` reads the rest for those that are not)."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
             sa.text(
-                f"""SELECT a.slug, a.title, a.content, a.seo_title, a.seo_description, a.schema_json::text AS schema_text,
-                           {_DATES}, {_PLACE_COLUMNS} {_PUBLISHED} ORDER BY a.slug"""
+                f"""SELECT a.slug, a.title, a.seo_title, a.seo_description, {_VERSION},
+                           a.provenance -> 'nearby' AS nearby, {_DATES}, {_PLACE_COLUMNS}
+                    {_PUBLISHED} ORDER BY a.slug"""
             ),
             {"s": site_id},
         )
         for row in result:
-            yield _article(row)
+            yield _article(row, light=True)
+
+
+def stream_article_bodies(engine: Engine, site_id: UUID, slugs: list[str]) -> Iterator[ArticlePage]:
+    """The full rows of the site's published articles among `slugs`, ordered by slug, streamed."""
+    wanted = set(slugs)
+    with engine.connect() as conn:
+        if len(wanted) <= 2 * STREAM_ROWS:
+            query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} AND a.slug = ANY(:slugs) ORDER BY a.slug", {
+                "s": site_id, "slugs": sorted(wanted)}
+        else:  # most of the site: one pass over all of it beats a huge ANY array
+            query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} ORDER BY a.slug", {"s": site_id}
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(sa.text(query), params)
+        for row in result:
+            if row.slug in wanted:
+                yield _article(row)
 
 
 def stream_hub_members(engine: Engine, site_id: UUID) -> Iterator[HubMember]:
@@ -125,9 +150,7 @@ def stream_hub_members(engine: Engine, site_id: UUID) -> Iterator[HubMember]:
 def latest_articles(conn: Connection, site_id: UUID, limit: int) -> list[ArticlePage]:
     rows = conn.execute(
         sa.text(
-            f"""SELECT a.slug, a.title, a.content, a.seo_title, a.seo_description, a.schema_json::text AS schema_text,
-                       {_DATES}, {_PLACE_COLUMNS} {_PUBLISHED}
-                ORDER BY a.published_at DESC, a.slug DESC LIMIT :n"""
+            f"""SELECT {_FULL_COLUMNS} {_PUBLISHED} ORDER BY a.published_at DESC, a.slug DESC LIMIT :n"""
         ),
         {"s": site_id, "n": limit},
     )

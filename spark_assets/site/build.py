@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -43,6 +44,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from spark_assets.content import urls
+from spark_assets.content.blueprint import FRAGMENT_HTML_TAGS, OFFER_HTML_ATTRIBUTES, OFFER_HTML_TAGS
 from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
 THEME_DIRECTORY = Path(__file__).parent / "theme"
@@ -74,10 +76,12 @@ OPERATOR_HTML_TAGS = {
 }
 OPERATOR_HTML_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}, "td": {"colspan"},
                             "th": {"colspan", "scope"}}
-#: what a generated article body may hold when it no longer matches its content hash (someone edited the row)
-ARTICLE_HTML_TAGS = OPERATOR_HTML_TAGS | {"h1", "section", "nav", "div", "span", "h5", "h6"}
-ARTICLE_HTML_ATTRIBUTES = {**OPERATOR_HTML_ATTRIBUTES, "section": {"class"}, "nav": {"class"}, "div": {"class"},
-                           "span": {"class"}}
+#: what a generated article body may hold: the offer blocks' allow-list (content.blueprint), the fragments' inline tags
+#: and the assembler's own structure; a body with anything else is sanitized to this
+ARTICLE_HTML_TAGS = frozenset(OFFER_HTML_TAGS | FRAGMENT_HTML_TAGS | {"h1", "section", "nav", "div", "span", "aside"})
+ARTICLE_HTML_ATTRIBUTES = {tag: set(names) for tag, names in OFFER_HTML_ATTRIBUTES.items()}
+#: attributes the fast path lets through on any allowed tag (hrefs are checked for their scheme)
+_PLAIN_ATTRIBUTES = "class|href|title|lang|dir|rel"
 
 
 class BuildError(ValueError):
@@ -152,15 +156,18 @@ def manifest_hash(files: Sequence[FileEntry]) -> str:
 # --- paths ----------------------------------------------------------------------------------------------------------
 
 
-def safe_output_path(root: Path, relative: str) -> Path:
-    """`root / relative`, refused unless it stays inside root: no absolute path, no `..`, no backslash, no NUL, no
-    empty segment, and no symlink on the way that leads out."""
+def _check_relative(relative: str) -> None:
     if (not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative
             or any(part in ("", ".", "..") for part in relative.split("/"))):
         raise BuildError(f"refused to write outside the build: {relative!r}")
+
+
+def safe_output_path(root: Path, relative: str) -> Path:
+    """`root / relative`, refused unless it stays inside root: no absolute path, no `..`, no backslash, no NUL, no
+    empty segment, and no symlink on the way that leads out."""
+    _check_relative(relative)
     target = root / relative
-    resolved_root = root.resolve()
-    if not target.resolve().is_relative_to(resolved_root):
+    if not target.resolve().is_relative_to(root.resolve()):
         raise BuildError(f"refused to write outside the build: {relative!r} resolves outside {root}")
     return target
 
@@ -249,32 +256,44 @@ def _digest(*parts: Any) -> str:
     return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
 
 
-def _clean(html_text: str | None, tags=OPERATOR_HTML_TAGS, attributes=OPERATOR_HTML_ATTRIBUTES) -> Markup:
+def _clean(html_text: str | None, tags=OPERATOR_HTML_TAGS, attributes=OPERATOR_HTML_ATTRIBUTES,
+           link_rel: str | None = "noopener") -> Markup:
     if not html_text:
         return Markup("")
-    return Markup(nh3.clean(html_text, tags=tags, attributes=attributes, url_schemes={"https", "http", "mailto", "tel"},
-                            link_rel="noopener"))
+    return Markup(nh3.clean(html_text, tags=set(tags), attributes=attributes,
+                            url_schemes={"https", "http", "mailto", "tel"}, link_rel=link_rel))
 
 
-_ALLOWED_TAG_RE = re.compile(r'<(/?)([a-z][a-z0-9]*)((?:\s+(?:class|href)="[^"<>]*")*)\s*>')
+_ALLOWED_TAG_RE = re.compile(r'<(/?)([a-z][a-z0-9]*)((?:\s+(?:' + _PLAIN_ATTRIBUTES + r')="[^"<>]*")*)\s*/?>')
 _HREF_RE = re.compile(r'href="([^"]*)"')
 
 
+_TAG_RE = re.compile(r"<[^>]*>?")
+#: tags seen and their verdict (most recur on every page: "<p>", "</section>", a hub link); bounded
+_TAG_VERDICTS: dict[str, bool] = {}
+
+
+def _plain_tag(tag: str) -> bool:
+    verdict = _TAG_VERDICTS.get(tag)
+    if verdict is None:
+        match = _ALLOWED_TAG_RE.fullmatch(tag)
+        verdict = match is not None and match.group(2) in ARTICLE_HTML_TAGS and all(
+            (href.startswith("/") and not href.startswith("//")) or href.startswith(("https://", "http://"))
+            for href in _HREF_RE.findall(match.group(3))
+        )
+        if len(_TAG_VERDICTS) < 100_000:
+            _TAG_VERDICTS[tag] = verdict
+    return verdict
+
+
 def article_body(content: str) -> Markup:
-    """A stored article body as markup. What the assembler writes (tags of ARTICLE_HTML_TAGS with at most `class` and
-    `href` attributes, hrefs to site paths or http(s) URLs, everything else escaped text) is passed through as it is,
+    """A stored article body as markup. What the assembler writes (tags of ARTICLE_HTML_TAGS with at most the plain
+    attributes, hrefs to site paths or http(s) URLs, everything else escaped text) is passed through as it is,
     after a scan; anything else (a row edited by hand, say with `<img onerror>` or `<script>`) is sanitized by nh3."""
-    at = content.find("<")
-    while at >= 0:
-        match = _ALLOWED_TAG_RE.match(content, at)
-        if match is None or match.group(2) not in ARTICLE_HTML_TAGS:
-            return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES)
-        for href in _HREF_RE.findall(match.group(3)):
-            if not (href.startswith("/") or href.startswith("https://") or href.startswith("http://")) or (
-                    href.startswith("//")):
-                return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES)
-        at = content.find("<", match.end())
-    return Markup(content)
+    tags = _TAG_RE.findall(content)
+    if len(tags) == content.count("<") and all(_plain_tag(tag) for tag in tags):
+        return Markup(content)
+    return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES, link_rel=None)
 
 
 _NEARBY_RE = re.compile(r'<nav class="nearby">(<h2>.*?</h2>)<ul>(.*?)</ul></nav>', re.S)
@@ -299,39 +318,90 @@ def published_nearby(content: str, published: set[str] | frozenset[str]) -> tupl
 
 
 class _Output:
-    """Writes files under the root, skipping what the previous build already has for the same inputs."""
+    """Writes files under the root, skipping what the previous build already has for the same inputs.
+
+    Paths are checked as strings (`_check_relative`) and every directory on the way is checked once with lstat: a
+    directory of the tree that is a symlink (someone else made it; the build never does) is refused, so nothing is
+    written outside the root. Writes go to a temporary file renamed over the old one: a reader sees the old file or
+    the new one, never half of one."""
 
     def __init__(self, root: Path, previous: Mapping[str, FileEntry]) -> None:
         self.root = root
+        self.root_text = os.fspath(root)
         self.previous = previous
         self.files: list[FileEntry] = []
         self.seen: set[str] = set()
+        self.directories: set[str] = {""}  # relative directories known to be real directories inside the root
         self.result = BuildResult(files=self.files)
 
-    def add(self, relative: str, inputs: str, render: Callable[[], bytes], content_type: str | None = None) -> None:
+    def _directory(self, relative_dir: str, create: bool) -> bool:
+        """Whether the directory exists (made when `create`); BuildError if it, or one above it, is not a real one."""
+        if relative_dir in self.directories:
+            return True
+        parent, _, _ = relative_dir.rpartition("/")
+        if not self._directory(parent, create):
+            return False
+        full = os.path.join(self.root_text, relative_dir)
+        if create:
+            try:
+                os.mkdir(full)  # made here: a real directory
+                self.directories.add(relative_dir)
+                return True
+            except FileExistsError:
+                pass
+        try:
+            mode = os.lstat(full).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(mode):  # a symlink (to anywhere) or a file: never written through
+            raise BuildError(f"refused to write outside the build: /{relative_dir}/ is not a directory of the build")
+        self.directories.add(relative_dir)
+        return True
+
+    def unchanged(self, relative: str, inputs: str, content_type: str) -> bool:
+        """Whether the previous build has this file for the same inputs, still on disk: then it is kept as it is."""
+        before = self.previous.get(relative)
+        if before is None or before.inputs != inputs or before.content_type != content_type:
+            return False
+        directory = relative.rpartition("/")[0]
+        return self._directory(directory, create=False) and os.path.isfile(os.path.join(self.root_text, relative))
+
+    def keep(self, relative: str) -> None:
+        self._claim(relative)
+        before = self.previous[relative]
+        self.files.append(before)
+        self.result.skipped += 1
+        self.result.bytes += before.size
+
+    def _claim(self, relative: str) -> None:
         if relative in self.seen:
             raise BuildError(f"two outputs at /{relative}")
+        _check_relative(relative)
         self.seen.add(relative)
+
+    def add(self, relative: str, inputs: str, render: Callable[[], bytes], content_type: str | None = None) -> None:
         content_type = content_type or CONTENT_TYPES[os.path.splitext(relative)[1]]
-        target = safe_output_path(self.root, relative)
-        before = self.previous.get(relative)
-        if before is not None and before.inputs == inputs and before.content_type == content_type and target.is_file():
-            self.files.append(before)
-            self.result.skipped += 1
-            self.result.bytes += before.size
+        if self.unchanged(relative, inputs, content_type):
+            self.keep(relative)
             return
-        data = render()
+        self.write(relative, inputs, render(), content_type)
+
+    def write(self, relative: str, inputs: str, data: bytes, content_type: str) -> None:
+        self._claim(relative)
+        before = self.previous.get(relative)
         sha = hashlib.sha256(data).hexdigest()
-        entry = FileEntry(relative, sha, len(data), content_type, inputs)
-        self.files.append(entry)
+        self.files.append(FileEntry(relative, sha, len(data), content_type, inputs))
         self.result.bytes += len(data)
-        if before is not None and before.sha256 == sha and target.is_file():
+        directory, _, name = relative.rpartition("/")
+        self._directory(directory, create=True)
+        target = os.path.join(self.root_text, relative)
+        if before is not None and before.sha256 == sha and os.path.isfile(target):
             self.result.rendered_unchanged += 1
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)  # a reader sees the old file or the new one, never half of one
+        temporary = os.path.join(self.root_text, directory, f".{name}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
         self.result.written += 1
 
     def remove_stale(self) -> None:
@@ -339,15 +409,19 @@ class _Output:
             if relative in self.seen:
                 continue
             try:
-                target = safe_output_path(self.root, relative)
+                _check_relative(relative)
+                if not self._directory(relative.rpartition("/")[0], create=False):
+                    continue
             except BuildError:
                 continue
+            target = self.root / relative
             if target.is_file():
                 target.unlink()
                 self.result.removed += 1
                 parent = target.parent
                 while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
                     parent.rmdir()
+                    self.directories.discard(os.fspath(parent.relative_to(self.root)))
                     parent = parent.parent
 
 
@@ -417,6 +491,7 @@ def build_site(
     *,
     articles: Callable[[], Iterable[ArticlePage]],
     hub_members: Callable[[], Iterable[HubMember]],
+    article_bodies: Callable[[list[str]], Iterable[ArticlePage]] | None = None,
     latest: Sequence[ArticlePage],
     pages: Sequence[StaticPage] = (),
     hub_texts: Mapping[str, HubText] | None = None,
@@ -425,7 +500,10 @@ def build_site(
     progress: Callable[[str, int], None] | None = None,
 ) -> BuildResult:
     """Build the site into `root` (created if missing). `articles()` streams the published articles ordered by slug,
-    `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug); `latest` are the
+    `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug). With
+    `article_bodies`, `articles()` may stream light rows (no body; `version` and `nearby` set) and
+    `article_bodies(slugs)` streams the full rows of those slugs, ordered by slug: an unchanged article's body is never
+    read. `latest` are the
     FEED_SIZE newest (published date, then slug, descending). Returns what was written and the manifest's files.
     Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path."""
     theme = theme or Theme()
@@ -576,35 +654,69 @@ def build_site(
         progress("hubs", result.hubs)
 
     # --- articles ---------------------------------------------------------------------------------------------------
+    # Phase 1 walks the article stream (light rows when `article_bodies` is given: no bodies) and keeps every article
+    # whose inputs did not change; phase 2 reads the bodies of the others and renders them.
+    def render_article(article: ArticlePage, path: str, content: str) -> bytes:
+        canonical = urls.absolute(site.domain, path)
+        crumbs = [("Home", urls.HOME), (article.state_label, article.state_path)]
+        if article.place_path != article.state_path:
+            crumbs.append((article.place_label, article.place_path))
+        page = {
+            "title": article.seo_title or article.title, "description": article.seo_description,
+            "canonical": canonical, "og_type": "article", "noindex": False,
+            "jsonld": [embed_json(article_jsonld(article))],
+            "crumbs": crumbs + [(article.title, None)],
+        }
+        view = {"body": article_body(content), "published": article.published, "modified": article.modified}
+        return theme.render("article.html", page=page, article=view, **base)
+
+    def article_inputs(article: ArticlePage, unpublished: tuple[str, ...]) -> str:
+        version = article.version or _digest(article.content, article.seo_title, article.seo_description,
+                                             article.schema_text)
+        return _digest(shared, "article", article.slug, article.title, version, article.published, article.modified,
+                       article.place_path, article.place_label, article.state_path, article.state_label, unpublished)
+
+    html_type = CONTENT_TYPES[".html"]
+    pending: dict[str, str | None] = {}  # slug -> inputs digest (None: known only once the body is read)
     for article in articles():
         path = urls.article_path(article.slug)
         if path in page_paths:
-            raise BuildError(f"{page_paths[path].kind} '{article.slug}' would take the article's page at {path}")
+            raise BuildError(f"{page_paths[path].kind} '{page_paths[path].slug}' would take the article's page at "
+                             f"{path}")
         if path in hub_paths:
             raise BuildError(f"article '{article.slug}' would take the hub page at {path}")
-        content, unpublished = published_nearby(article.content, article_paths)
-        inputs = _digest(shared, "article", article, unpublished)
-
-        def render(article=article, path=path, content=content) -> bytes:
-            canonical = urls.absolute(site.domain, path)
-            body = article_body(content)
-            crumbs = [("Home", urls.HOME), (article.state_label, article.state_path)]
-            if article.place_path != article.state_path:
-                crumbs.append((article.place_label, article.place_path))
-            page = {
-                "title": article.seo_title or article.title, "description": article.seo_description,
-                "canonical": canonical, "og_type": "article", "noindex": False,
-                "jsonld": [embed_json(article_jsonld(article))],
-                "crumbs": crumbs + [(article.title, None)],
-            }
-            view = {"body": body, "published": article.published, "modified": article.modified}
-            return theme.render("article.html", page=page, article=view, **base)
-
-        output.add(page_file(path), inputs, render)
         sitemap.add(path, article.modified)
         result.articles += 1
-        if progress and result.articles % 1000 == 0:
+        relative = page_file(path)
+        if article.nearby is not None:
+            inputs: str | None = article_inputs(article, tuple(p for p in article.nearby if p not in article_paths))
+        elif article_bodies is None:
+            inputs = article_inputs(article, published_nearby(article.content, article_paths)[1])
+        else:
+            inputs = None
+        if inputs is not None and output.unchanged(relative, inputs, html_type):
+            output.keep(relative)
+        elif article_bodies is None:
+            content, unpublished = published_nearby(article.content, article_paths)
+            output.write(relative, inputs or article_inputs(article, unpublished),
+                         render_article(article, path, content), html_type)
+        else:
+            pending[article.slug] = inputs
+        if progress and result.articles % 5000 == 0:
             progress("articles", result.articles)
+    if article_bodies is not None and pending:
+        for article in article_bodies(sorted(pending)):
+            path = urls.article_path(article.slug)
+            relative = page_file(path)
+            content, unpublished = published_nearby(article.content, article_paths)
+            inputs = pending.pop(article.slug, None) or article_inputs(article, unpublished)
+            if output.unchanged(relative, inputs, html_type):
+                output.keep(relative)
+            else:
+                output.write(relative, inputs, render_article(article, path, content), html_type)
+        if pending:
+            raise BuildError(f"{len(pending)} article(s) vanished while the site was built (first: "
+                             f"{sorted(pending)[0]}): build again")
 
     # --- pages and posts --------------------------------------------------------------------------------------------
     for path, static in sorted(page_paths.items()):

@@ -52,6 +52,11 @@ class ArticlePage:
     place_label: str
     state_path: str
     state_label: str
+    #: what changes whenever its stored row changes (content hash and last update): lets a build skip an unchanged
+    #: article without reading its body; empty = derived from the fields above
+    version: str = ""
+    #: the paths its "Nearby Areas" block links (from its provenance); None = unknown, read from the body
+    nearby: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
