@@ -375,3 +375,23 @@ def test_nearby_links_to_articles_not_published_yet_are_left_out_until_they_are(
     assert 'href="/waco-tx-roof-1/"' in (tmp_path / "austin-tx-roof-0/index.html").read_text()
     _build(tmp_path / "alone", [article])
     assert "Nearby Areas" not in (tmp_path / "alone/austin-tx-roof-0/index.html").read_text()
+
+
+def test_a_site_without_published_articles_is_not_built(tmp_path):
+    with pytest.raises(BuildError, match="no published articles yet"):
+        _build(tmp_path, [])
+    assert not any(tmp_path.iterdir())
+
+
+def test_hubs_pages_and_home_say_something_of_their_own(tmp_path):
+    contact = StaticPage("page", "contact", "/contact/", "Contact", "<p>Call us on weekdays. We answer fast.</p>",
+                         None, None, DAY, DAY)
+    _build(tmp_path, ARTICLES, pages=[contact])
+    texas = (tmp_path / "texas/index.html").read_text()
+    assert "Roof Pros has written 5 guides for 3 places in Texas" in texas
+    assert "<title>Texas: Local Guides | Roof Pros</title>" in texas
+    page = (tmp_path / "contact/index.html").read_text()
+    assert "<title>Contact | Roof Pros</title>" in page
+    assert '<meta name="description" content="Call us on weekdays. We answer fast.">' in page
+    home = (tmp_path / "index.html").read_text()
+    assert '<a href="/contact/">Contact</a>' in home  # in the header (no navigation rows: the pages) and footer

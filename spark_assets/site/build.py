@@ -28,6 +28,7 @@ every path is checked to stay inside the build root before anything is written.
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import re
 import stat
@@ -44,6 +45,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from spark_assets.content import urls
+from spark_assets.content.seo import description_from_intro
 from spark_assets.content.blueprint import FRAGMENT_HTML_TAGS, OFFER_HTML_ATTRIBUTES, OFFER_HTML_TAGS
 from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
@@ -503,8 +505,8 @@ def build_site(
     `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug). With
     `article_bodies`, `articles()` may stream light rows (no body; `version` and `nearby` set) and
     `article_bodies(slugs)` streams the full rows of those slugs, ordered by slug: an unchanged article's body is never
-    read. `latest` are the
-    FEED_SIZE newest (published date, then slug, descending). Returns what was written and the manifest's files.
+    read. `latest` are the FEED_SIZE newest (published date, then slug, descending). Returns what was written and the
+    manifest's files.
     Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path."""
     theme = theme or Theme()
     hub_texts = hub_texts or {}
@@ -513,7 +515,7 @@ def build_site(
     # what every page shows: the site, its navigation, the theme; not the tracker's address, which only tracking.js
     # holds (so moving Matomo rewrites one file, not every page)
     shared = _digest(theme.digest, replace(site, matomo_url=None), bool(site.matomo_url))
-    base = {"site": site, "css": theme.css_path}
+    base: dict[str, Any] = {"site": site, "css": theme.css_path}
 
     # pages and posts first: a collision is found before anything is written
     page_paths: dict[str, StaticPage] = {}
@@ -530,9 +532,15 @@ def build_site(
         hub_paths.add(member.state_path)
         hub_paths.add(member.place_path)
         article_paths.add(urls.article_path(member.slug))
+    if not article_paths:
+        raise BuildError("the site has no published articles yet: publish a campaign's articles first "
+                         "(spark articles publish --campaign <key>), then build")
     for path, page in page_paths.items():
         if path in hub_paths:
             raise BuildError(f"{page.kind} '{page.slug}' would take the hub page at {path}: rename the {page.kind}")
+    # every page's header (when the site has no navigation rows) and footer list the site's pages
+    base["site_pages"] = [_Item(path, p.title) for path, p in sorted(page_paths.items()) if p.kind == "page"]
+    shared = _digest(shared, base["site_pages"])
 
     output.add(theme.css_path[1:], _digest(theme.digest), lambda: theme.css, CONTENT_TYPES[".css"])
     if site.matomo_site_id and site.matomo_url:
@@ -546,8 +554,18 @@ def build_site(
     def render_hub(path: str, label: str, kind: str, parent: _Link | None, children: list[_Link],
                    items: list[_Item], lastmod: date | None) -> None:
         text = hub_texts.get(path.strip("/"), HubText())
-        heading = text.title or (f"{site.brand} in {label}" if kind == "state" else f"Local guides for {label}")
-        intro = _clean(text.intro)
+        count = sum(c.count for c in children) + len(items)
+        heading = text.title or f"{label}: Local Guides"
+        if text.intro:
+            intro = _clean(text.intro)
+        elif kind == "state" and children:
+            intro = Markup("<p>{}</p>").format(
+                f"{site.brand} has written {count} {'guide' if count == 1 else 'guides'} for {len(children)} "
+                f"{'place' if len(children) == 1 else 'places'} in {label}. Pick yours below.")
+        else:
+            intro = Markup("<p>{}</p>").format(
+                f"{count} {'guide' if count == 1 else 'guides'} from {site.brand} for {label}, "
+                "each written for a different kind of owner and question.")
         crumbs = [("Home", urls.HOME)] + ([(parent.label, parent.path)] if parent else []) + [(label, path)]
         pages_total = max(1, -(-len(items) // HUB_PAGE_SIZE))
         for number in range(1, pages_total + 1):
@@ -555,11 +573,14 @@ def build_site(
             chunk = items[(number - 1) * HUB_PAGE_SIZE: number * HUB_PAGE_SIZE]
             previous_path = None if number == 1 else (path if number == 2 else f"{path}page/{number - 1}/")
             next_path = f"{path}page/{number + 1}/" if number < pages_total else None
-            title = text.seo_title or heading
+            title = text.seo_title or _with_brand(heading, site.brand)
             if number > 1:
                 title = f"{title} (page {number})"
             description = text.seo_description or (
-                f"{site.brand}: guides for {label}" + (f", page {number}." if number > 1 else ".")
+                f"{count} local {'guide' if count == 1 else 'guides'} from {site.brand} for {label}"
+                + (f": {len(children)} places, from " + ", ".join(c.label for c in children[:3])
+                   + (" and more" if len(children) > 3 else "") if kind == "state" and children else "")
+                + (f" (page {number})." if number > 1 else ".")
             )
             inputs = _digest(shared, "hub", page_path, label, kind, parent, children if number == 1 else (), chunk,
                              text, number, pages_total)
@@ -733,7 +754,8 @@ def build_site(
                 node["headline"] = static.title[:110]
                 node["publisher"] = {"@type": "Organization", "name": site.brand, "url": f"{site.url}/"}
             page = {
-                "title": static.seo_title or static.title, "description": static.seo_description or "",
+                "title": static.seo_title or _with_brand(static.title, site.brand),
+                "description": static.seo_description or _summary(static.content),
                 "canonical": canonical, "og_type": "article" if static.kind == "post" else "website",
                 "noindex": False, "jsonld": [embed_json({"@context": "https://schema.org", **node})],
                 "crumbs": [("Home", urls.HOME), (static.title, None)],
@@ -757,7 +779,10 @@ def build_site(
         jsonld = {"@context": "https://schema.org", "@type": "WebSite", "@id": f"{canonical}#website",
                   "name": site.title, "url": canonical, "inLanguage": "en-US",
                   "publisher": {"@type": "Organization", "name": site.brand, "url": canonical}}
-        page = {"title": site.title, "description": site.description, "canonical": canonical, "og_type": "website",
+        description = site.description or (
+            f"{site.brand}: local guides for " + ", ".join(s.label for s in states[:4])
+            + (" and more" if len(states) > 4 else "") + "." if states else "")
+        page = {"title": site.title, "description": description, "canonical": canonical, "og_type": "website",
                 "noindex": False, "jsonld": [embed_json(jsonld)], "crumbs": []}
         home = {"heading": site.title, "states": states, "latest": latest_items, "pages": page_links}
         return theme.render("home.html", page=page, home=home, **base)
@@ -782,6 +807,18 @@ def build_site(
     result.manifest_hash = manifest_hash(result.files)
     result.counts = {"states": len(states)}
     return result
+
+
+def _with_brand(title: str, brand: str) -> str:
+    """`title | brand` when that stays within a title tag's 60 characters, else the title."""
+    branded = f"{title} | {brand}"
+    return branded if len(branded) <= 60 and brand not in title else title
+
+
+def _summary(html_text: str) -> str:
+    """An operator page's description when it has none: its text's leading whole sentences (never cut mid-word)."""
+    text = " ".join(nh3.clean(html_text or "", tags=set()).split())
+    return html.unescape(description_from_intro(text)) if text else ""
 
 
 def atom_feed(site: Site, latest: Sequence[ArticlePage]) -> str:
