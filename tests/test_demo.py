@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,9 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "articles             288" in second.stdout
     assert "new=0, changed=0, unchanged=288" in second.stdout
     # the site was built the first time (288 articles, their hubs, the demo's pages) and nothing changed since
-    assert "Built the site: " in out and "files (0 written," in second.stdout
+    assert "Built the site: " in out
+    # only the Matomo loader, which names the sandbox's Matomo (a new loopback port each run), is written again
+    assert re.search(r"Built the site: \d+ files \((0|1) written,", second.stdout), second.stdout
     assert "Open it: `spark site serve demo-roofing.example`" in out
 
     listing = _spark(["site", "list"], home)

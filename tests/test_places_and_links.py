@@ -52,7 +52,7 @@ def _blueprint(mode: str = "city", **location):
         "fragments": {
             "intro": ["{Regular|Yearly} gutter cleaning protects a roof in {{location}}. Gutter cleaning twice a year "
                       "is {enough|plenty} for most homes & yards.",
-                      "Gutters in {{location}} fill with leaves. Clear downspouts keep water off the roof."],
+                      "Gutters in {{location}} fill with leaves & twigs. Clear downspouts keep water off the roof."],
             "care": ["Check the downspouts {too|as well}. Guards cut the work; reseal leaking seams. Downspouts clog "
                      "first. Use a ladder with care; a roof is no place to stand.",
                      "{Guards|Gutter guards} help, and so does a steady ladder. Gutter cleaning is still needed."],

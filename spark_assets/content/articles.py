@@ -2,7 +2,8 @@
 
 For each permutation the assembler fills the tokens (geo target, persona, site), picks the headline (unique within the
 campaign where the spintax allows), then builds the article from the blueprint's outline: one fragment per pillar (more
-when the article is short of the campaign's target word count), the offer block (its HTML sanitized by nh3), the FAQ,
+for the sections between the first and the last when the article is short of the campaign's target word count; the
+opening and the closing are always one), the offer block (its HTML sanitized by nh3), the FAQ,
 and its links: the blueprint's link targets linked in the text where their keyword first appears (at most
 CONTEXTUAL_LINKS), a few of the others in a related block that varies per article, links to the place's hub and its
 state's hub, and links to the same article in the nearest places of the campaign (by great-circle distance, computed
@@ -314,7 +315,10 @@ class ArticleAssembler:
             + word_count(offer_html)
             + sum(_fragment_words(q) + _fragment_words(a) for q, a in faq)
         )
-        extendable = [p for p in self.pillars if len(self.fragment_templates[p]) > 1]
+        # the opening and the closing section never take a second alternative: two openings (each greeting the reader
+        # as their persona) or two sign-offs read as a copy-paste accident; the sections between may go deeper
+        middle = self.pillars[1:-1] if len(self.pillars) > 2 else []
+        extendable = [p for p in middle if len(self.fragment_templates[p]) > 1]
         while words < target * 0.9 and extendable:
             for pillar in list(extendable):
                 alternatives = len(self.fragment_templates[pillar])
