@@ -111,7 +111,7 @@ def test_case_follows_position_but_names_of_places_and_the_brand_keep_theirs():
     # a lower-case pain point is title-cased in the H1 and the headline
     assert "An Oklahoma Guide for Energy-Conscious Families: Uneven Cooling" in titles
     assert any("About Rising Energy Bills in Utah" in h for h in headlines)
-    assert "What a Busy Homeowner Should Know About A Furnace That Short-Cycles in Texas" in headlines
+    assert "What a Busy Homeowner Should Know About a Furnace That Short-Cycles in Texas" in headlines
     contents = " ".join(a.content for a in articles)
     assert "<h2>When Uneven Cooling Hits Oklahoma City&#x27;s Homes</h2>" in contents
     # mid-sentence a Title-Case persona is lower-cased (an acronym keeps its capitals); at a sentence start capitalised

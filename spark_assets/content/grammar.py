@@ -60,6 +60,9 @@ FORMS: dict[str, str] = {
     "keep": "as written, never re-cased by position",
 }
 CASE_FORMS = frozenset({"title", "lower", "cap", "upper", "keep"})
+#: forms only position adds (never written in a blueprint): "inner" = with title, the value continues a title, so a
+#: leading a/an/the/of stays lower-case ("Tired of the Fear of Leaks?")
+POSITION_FORMS = frozenset({"inner"})
 #: all-capital words read as a word, not letter by letter, when choosing "a" or "an"
 WORD_ACRONYMS = frozenset({"NASA", "NATO", "FEMA", "OSHA", "HUD", "UNICEF", "UNESCO", "SCUBA", "LASER", "RADAR", "NAFTA"})
 #: letters whose spoken name starts with a vowel sound: "an F", "an HVAC", "an MRI" (but "a U", "a URL")
@@ -143,14 +146,15 @@ def _looks_plural(text: str) -> bool:
     return not text.lower().endswith(("ss", "us", "is"))
 
 
-def title_case(text: str) -> str:
+def title_case(text: str, inner: bool = False) -> str:
     """Each word capitalised ("Uneven Cooling In Summer" -> "Uneven Cooling in Summer"), small function words inside
-    the title lower-case; words that already hold a capital (acronyms, "McAllen", "iPhone") are kept."""
+    the title lower-case; words that already hold a capital (acronyms, "McAllen", "iPhone") are kept. `inner`: the
+    text continues a title ("Tired of " + "the fear of leaks"), so its first word is inside the title too."""
     words = text.split(" ")
     last = len(words) - 1
     out = []
     for i, word in enumerate(words):
-        if 0 < i < last and word.lower() in _TITLE_SMALL_WORDS and not _has_capital(word):
+        if (0 < i or inner) and i < last and word.lower() in _TITLE_SMALL_WORDS and not _has_capital(word):
             out.append(word)
         else:
             out.append("-".join(s if _has_capital(s) else s[:1].upper() + s[1:] for s in word.split("-")))
@@ -179,7 +183,7 @@ def capitalize_first(text: str) -> str:
 def apply_forms(value: str, forms: tuple[str, ...], proper: bool = False) -> str:
     """`value` with `forms` applied in the fixed order plural, possessive, case, article (see the module docstring).
     `proper`: a place or site name, never re-cased. Cached: a campaign has few distinct (value, forms) pairs."""
-    unknown = [f for f in forms if f not in FORMS]
+    unknown = [f for f in forms if f not in FORMS and f not in POSITION_FORMS]
     if unknown:
         raise ValueError(f"unknown token form(s) {', '.join(unknown)} (known: {', '.join(FORMS)})")
     text = value
@@ -189,7 +193,7 @@ def apply_forms(value: str, forms: tuple[str, ...], proper: bool = False) -> str
         text = possessive(text, plural="plural" in forms, proper=proper)
     if not proper and "keep" not in forms:
         if "title" in forms:
-            text = title_case(text)
+            text = title_case(text, inner="inner" in forms)
         if "lower" in forms:
             text = lower_case(text)
         if "cap" in forms or "upper" in forms:
@@ -257,7 +261,10 @@ def _case_by_position(seq: spintax.Sequence, context: Context, at_start: bool) -
             nodes.append(node)
         elif isinstance(node, spintax.Token):
             if node.name in RECASED_TOKENS and not CASE_FORMS.intersection(node.forms):
-                auto = ("title",) if context == "title" else (("lower", "cap") if at_start else ("lower",))
+                if context == "title":
+                    auto = ("title",) if at_start else ("title", "inner")
+                else:
+                    auto = ("lower", "cap") if at_start else ("lower",)
                 node = spintax.Token(node.name, node.position, node.forms + auto)
             nodes.append(node)
             at_start = False
