@@ -53,8 +53,9 @@ DEMO_PAGES = [
      "damage, inside and out, with the date.</li><li>Stop further damage with a tarp if it is safe.</li><li>Report "
      "the claim promptly: many policies set a deadline for storm claims.</li></ol>"),
     ("contact", "/contact/", "Contact Us",
-     "<h2>Book a free roof inspection</h2><p>Call us or send a message and we will book a "
-     "time that suits you. Inspections are free and come with a photo report.</p>"),
+     "<h2>Book a free roof inspection</h2><p>Call us on +1-704-555-0134 and we will book a time that suits you. "
+     "Inspections are free and come with a photo report.</p><h2>Opening hours</h2><ul><li>Monday to Friday, "
+     "7:30 am to 6 pm</li><li>Saturday, 8 am to noon</li></ul>"),
 ]
 
 #: kept under its old name: `spark demo` reports a failed step as DemoFailed
