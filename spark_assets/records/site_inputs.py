@@ -113,18 +113,19 @@ def stream_articles(engine: Engine, site_id: UUID) -> Iterator[ArticlePage]:
             yield _article(row, light=True)
 
 
-def stream_article_bodies(engine: Engine, site_id: UUID, slugs: list[str]) -> Iterator[ArticlePage]:
-    """The full rows of the site's published articles among `slugs`, ordered by slug, streamed."""
-    wanted = set(slugs)
+def stream_article_bodies(engine: Engine, site_id: UUID, slugs: list[str] | None = None) -> Iterator[ArticlePage]:
+    """The full rows of the site's published articles among `slugs` (all of them when None), ordered by slug,
+    streamed."""
+    wanted = set(slugs) if slugs is not None else None
     with engine.connect() as conn:
-        if len(wanted) <= 2 * STREAM_ROWS:
+        if wanted is not None and len(wanted) <= 2 * STREAM_ROWS:
             query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} AND a.slug = ANY(:slugs) ORDER BY a.slug", {
                 "s": site_id, "slugs": sorted(wanted)}
         else:  # most of the site: one pass over all of it beats a huge ANY array
             query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} ORDER BY a.slug", {"s": site_id}
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(sa.text(query), params)
         for row in result:
-            if row.slug in wanted:
+            if wanted is None or row.slug in wanted:
                 yield _article(row)
 
 

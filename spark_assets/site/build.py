@@ -45,8 +45,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from spark_assets.content import urls
-from spark_assets.content.seo import description_from_intro
 from spark_assets.content.blueprint import FRAGMENT_HTML_TAGS, OFFER_HTML_ATTRIBUTES, OFFER_HTML_TAGS
+from spark_assets.content.seo import description_from_intro
 from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
 THEME_DIRECTORY = Path(__file__).parent / "theme"
