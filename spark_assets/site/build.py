@@ -158,20 +158,12 @@ def manifest_hash(files: Sequence[FileEntry]) -> str:
 # --- paths ----------------------------------------------------------------------------------------------------------
 
 
-def _check_relative(relative: str) -> None:
+def check_relative_path(relative: str) -> None:
+    """A build-relative file path, or BuildError: no absolute path, no `..` or `.`, no backslash, no NUL, no empty
+    segment. (Symlinks are refused where the files are written: `_Output._directory`.)"""
     if (not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative
             or any(part in ("", ".", "..") for part in relative.split("/"))):
         raise BuildError(f"refused to write outside the build: {relative!r}")
-
-
-def safe_output_path(root: Path, relative: str) -> Path:
-    """`root / relative`, refused unless it stays inside root: no absolute path, no `..`, no backslash, no NUL, no
-    empty segment, and no symlink on the way that leads out."""
-    _check_relative(relative)
-    target = root / relative
-    if not target.resolve().is_relative_to(root.resolve()):
-        raise BuildError(f"refused to write outside the build: {relative!r} resolves outside {root}")
-    return target
 
 
 def page_file(path: str) -> str:
@@ -322,7 +314,7 @@ def published_nearby(content: str, published: set[str] | frozenset[str]) -> tupl
 class _Output:
     """Writes files under the root, skipping what the previous build already has for the same inputs.
 
-    Paths are checked as strings (`_check_relative`) and every directory on the way is checked once with lstat: a
+    Paths are checked as strings (`check_relative_path`) and every directory on the way is checked once with lstat: a
     directory of the tree that is a symlink (someone else made it; the build never does) is refused, so nothing is
     written outside the root. Writes go to a temporary file renamed over the old one: a reader sees the old file or
     the new one, never half of one."""
@@ -378,7 +370,7 @@ class _Output:
     def _claim(self, relative: str) -> None:
         if relative in self.seen:
             raise BuildError(f"two outputs at /{relative}")
-        _check_relative(relative)
+        check_relative_path(relative)
         self.seen.add(relative)
 
     def add(self, relative: str, inputs: str, render: Callable[[], bytes], content_type: str | None = None) -> None:
@@ -411,7 +403,7 @@ class _Output:
             if relative in self.seen:
                 continue
             try:
-                _check_relative(relative)
+                check_relative_path(relative)
                 if not self._directory(relative.rpartition("/")[0], create=False):
                     continue
             except BuildError:
