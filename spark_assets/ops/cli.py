@@ -128,11 +128,11 @@ def site_build_command(domain: str) -> None:
     """Build the site's static website from its published articles (the `site_build` asset, as a run the UI shows):
     only pages whose inputs changed are rewritten."""
     from spark_assets.ops.materializing import MaterializeFailed
-    from spark_assets.ops.site_ops import build_site_now
+    from spark_assets.ops.site_ops import SiteChecksFailed, build_site_now
 
     try:
         build_site_now(domain, echo=click.echo)
-    except (MaterializeFailed, RegistryError) as exc:
+    except (MaterializeFailed, RegistryError, SiteChecksFailed) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 

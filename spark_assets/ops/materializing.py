@@ -79,6 +79,7 @@ def materialize_in_order(
             for check in result.get_asset_check_evaluations():
                 if not check.passed:
                     step.note(f"check {check.check_name} did not pass ({check.severity.value})")
+                    step.failed_checks.append((asset_key.to_user_string(), check.check_name, check.severity.value))
     return metadata
 
 
@@ -112,6 +113,8 @@ class Steps:
 
     def __init__(self, echo: Callable[[str], None]):
         self.echo = echo
+        #: (asset, check, severity) of every check that did not pass in the runs made through these steps
+        self.failed_checks: list[tuple[str, str, str]] = []
         self._name = ""
         self._started = 0.0
 

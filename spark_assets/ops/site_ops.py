@@ -41,8 +41,16 @@ def build_site_now(domain: str, echo: Callable[[str], None] = print) -> dict:
     echo(f"{domain}: {values['articles']} articles, {values['hubs']} hub pages, {values['files']} files "
          f"({values['files_written']} written, {values['files_skipped']} unchanged, {values['files_removed']} removed) "
          f"in {values['seconds']} s")
+    errors = [name for _, name, severity in step.failed_checks if severity == "ERROR"]
+    if errors:
+        raise SiteChecksFailed(f"{domain}: the build is recorded but failed its check(s) {', '.join(errors)}: "
+                               "see the check metadata in the UI (`spark ui`), fix, and build again")
     echo(f"open it: `spark site serve {domain}`")
     return values
+
+
+class SiteChecksFailed(RuntimeError):
+    """A build finished but an ERROR check of it did not pass."""
 
 
 def last_good_build(domain: str, engine=None) -> tuple[Path, dict[str, FileEntry]]:
