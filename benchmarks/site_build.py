@@ -56,7 +56,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     import orjson
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import FEED_SIZE, Theme, build_site, read_manifest
+    from spark_assets.site.build import FEED_SIZE, Theme, build_site, read_manifest, read_manifest_header
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -69,6 +69,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         pages = site_inputs.static_pages(conn, row.id)
         hubs = site_inputs.hub_texts(conn, row.id)
         latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
+        fingerprint = site_inputs.site_fingerprint(conn, row.id)
     result = build_site(
         site,
         root,
@@ -80,6 +81,8 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         hub_texts=hubs,
         previous=read_manifest(previous),
         theme=Theme(None),
+        fingerprint=fingerprint,
+        previous_header=read_manifest_header(previous),
     )
     manifest_out.write_bytes(orjson.dumps(result.manifest("bench", DOMAIN), option=orjson.OPT_INDENT_2))
     seconds = time.perf_counter() - started

@@ -395,3 +395,24 @@ def test_hubs_pages_and_home_say_something_of_their_own(tmp_path):
     assert '<meta name="description" content="Call us on weekdays. We answer fast.">' in page
     home = (tmp_path / "index.html").read_text()
     assert '<a href="/contact/">Contact</a>' in home  # in the header (no navigation rows: the pages) and footer
+
+
+def test_an_unchanged_site_fingerprint_reuses_the_previous_build_without_reading_a_row(tmp_path):
+    ordered = sorted(ARTICLES, key=lambda a: a.slug)
+    first = build_site(SITE, tmp_path, articles=lambda: iter(ordered), hub_members=lambda: iter(_members(ARTICLES)),
+                       latest=ordered, fingerprint="rows-v1")
+    header = {"site_inputs": first.site_inputs, "counts": {"articles": first.articles, "hubs": first.hubs}}
+
+    def unread():
+        raise AssertionError("an unchanged site reads no rows")
+
+    again = build_site(SITE, tmp_path, articles=unread, hub_members=unread, latest=[], fingerprint="rows-v1",
+                       previous={f.path: f for f in first.files}, previous_header=header)
+    assert again.written == 0 and again.skipped == len(first.files) and again.manifest_hash == first.manifest_hash
+    assert again.articles == len(ARTICLES)
+    # another fingerprint (a row changed), a file gone, or another theme: the per-file way, which puts back what is gone
+    (tmp_path / "texas/index.html").unlink()
+    third = build_site(SITE, tmp_path, articles=lambda: iter(ordered), hub_members=lambda: iter(_members(ARTICLES)),
+                       latest=ordered, fingerprint="rows-v1", previous={f.path: f for f in first.files},
+                       previous_header=header)
+    assert third.written == 1 and (tmp_path / "texas/index.html").is_file()

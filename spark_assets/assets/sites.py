@@ -31,7 +31,7 @@ from dagster import (
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.site import verify
-from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, read_manifest
+from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, read_manifest, read_manifest_header
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
 
@@ -92,6 +92,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
     with database.begin() as conn:
         row, site = site_inputs.load_site(conn, domain, tracker_url(matomo))
         previous_manifest = site_inputs.last_good_manifest(conn, row.id)
+        fingerprint = site_inputs.site_fingerprint(conn, row.id)
         base = builds_root() / domain
         build_id = site_inputs.start_build(conn, row.id, base / "site")
         pages = site_inputs.static_pages(conn, row.id)
@@ -112,6 +113,8 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
             hub_texts=hubs,
             previous=read_manifest(previous_manifest),
             theme=theme,
+            fingerprint=fingerprint,
+            previous_header=read_manifest_header(previous_manifest),
             progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
         )
     except (BuildError, OSError) as exc:

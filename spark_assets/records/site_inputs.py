@@ -151,7 +151,11 @@ def stream_hub_members(engine: Engine, site_id: UUID) -> Iterator[HubMember]:
 def latest_articles(conn: Connection, site_id: UUID, limit: int) -> list[ArticlePage]:
     rows = conn.execute(
         sa.text(
-            f"""SELECT {_FULL_COLUMNS} {_PUBLISHED} ORDER BY a.published_at DESC, a.slug DESC LIMIT :n"""
+            # the newest ids first, on narrow rows: sorting the full rows would read every body of the site
+            f"""SELECT {_FULL_COLUMNS} {_PUBLISHED}
+                AND a.id IN (SELECT id FROM generated_articles WHERE site_id = :s AND status = 'published'
+                             ORDER BY published_at DESC, slug DESC LIMIT :n)
+                ORDER BY a.published_at DESC, a.slug DESC"""
         ),
         {"s": site_id, "n": limit},
     )
@@ -199,6 +203,33 @@ def hub_texts(conn: Connection, site_id: UUID) -> dict[str, HubText]:
         {"s": site_id},
     )
     return {r.slug: HubText(r.title, r.content, r.seo_title, r.seo_description) for r in rows}
+
+
+def site_fingerprint(conn: Connection, site_id: UUID) -> str:
+    """One digest over every row a build of the site reads: its published articles (version, dates, place), pages,
+    posts, hub texts, globals, navigation and the site row. Equal digests, equal inputs: a build can reuse the previous
+    manifest without reading anything else (`build_site`'s `fingerprint`). One aggregate query, ~10 ms per 1,000
+    articles."""
+    return conn.execute(
+        sa.text(
+            """SELECT md5(concat_ws('|',
+                 (SELECT string_agg(concat_ws(':', a.slug, a.content_hash, a.date_updated, a.published_at,
+                                              a.content_updated_at, g.id, g.date_updated), ',' ORDER BY a.slug)
+                  FROM generated_articles a JOIN cartesian_permutations p ON p.id = a.permutation_id
+                  JOIN geo_intelligence g ON g.id = p.geo_id WHERE a.site_id = :s AND a.status = 'published'),
+                 (SELECT string_agg(concat_ws(':', id, status, date_updated), ',' ORDER BY id)
+                  FROM pages WHERE site_id = :s),
+                 (SELECT string_agg(concat_ws(':', id, status, date_updated), ',' ORDER BY id)
+                  FROM posts WHERE site_id = :s),
+                 (SELECT string_agg(concat_ws(':', id, status, date_updated), ',' ORDER BY id)
+                  FROM hub_pages WHERE site_id = :s),
+                 (SELECT string_agg(concat_ws(':', id, date_updated), ',' ORDER BY id)
+                  FROM navigation WHERE site_id = :s),
+                 (SELECT concat_ws(':', id, date_updated) FROM globals WHERE site_id = :s),
+                 (SELECT concat_ws(':', domain, brand_name, name, matomo_site_id) FROM sites WHERE id = :s)))"""
+        ),
+        {"s": site_id},
+    ).scalar_one()
 
 
 # --- site_builds --------------------------------------------------------------------------------------------------

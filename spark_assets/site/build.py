@@ -123,12 +123,16 @@ class BuildResult:
     bytes: int = 0
     manifest_hash: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    #: digest of everything the site is built from (see build_site's `fingerprint`); "" when not given
+    site_inputs: str = ""
 
     def manifest(self, build_id: str, domain: str) -> dict[str, Any]:
         return {
             "build_id": build_id,
             "domain": domain,
             "manifest_hash": self.manifest_hash,
+            "site_inputs": self.site_inputs,
+            "counts": {"articles": self.articles, "hubs": self.hubs, "pages": self.pages},
             "files": [
                 {"path": f.path, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
                  "inputs": f.inputs}
@@ -146,6 +150,14 @@ def read_manifest(path: Path | None) -> dict[str, FileEntry]:
         f["path"]: FileEntry(f["path"], f["sha256"], f["size"], f["content_type"], f.get("inputs", ""))
         for f in data.get("files", [])
     }
+
+
+def read_manifest_header(path: Path | None) -> dict[str, Any]:
+    """A manifest's `site_inputs` and `counts` (empty when there is no manifest)."""
+    if path is None or not path.is_file():
+        return {}
+    data = orjson.loads(path.read_bytes())
+    return {"site_inputs": data.get("site_inputs", ""), "counts": data.get("counts", {})}
 
 
 def manifest_hash(files: Sequence[FileEntry]) -> str:
@@ -492,6 +504,8 @@ def build_site(
     previous: Mapping[str, FileEntry] | None = None,
     theme: Theme | None = None,
     progress: Callable[[str, int], None] | None = None,
+    fingerprint: str | None = None,
+    previous_header: Mapping[str, Any] | None = None,
 ) -> BuildResult:
     """Build the site into `root` (created if missing). `articles()` streams the published articles ordered by slug,
     `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug). With
@@ -499,11 +513,25 @@ def build_site(
     `article_bodies(slugs)` streams the full rows of those slugs, ordered by slug: an unchanged article's body is never
     read. `latest` are the FEED_SIZE newest (published date, then slug, descending). Returns what was written and the
     manifest's files.
-    Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path."""
+    Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path.
+
+    `fingerprint`: a digest the caller computes over every row the site is built from (records: one aggregate query).
+    With the theme and the site it makes the build's `site_inputs`; when that equals the previous build's
+    (`previous_header`) and every file of the previous build is still on disk, nothing is read or rendered: the
+    previous manifest is this build's. Any change, however small, goes the per-file way."""
     theme = theme or Theme()
     hub_texts = hub_texts or {}
     root.mkdir(parents=True, exist_ok=True)
+    site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site) if fingerprint else ""
+    if (site_inputs and previous and previous_header and previous_header.get("site_inputs") == site_inputs
+            and all(os.path.isfile(os.path.join(root, p)) for p in previous)):
+        counts = previous_header.get("counts", {})
+        files = sorted(previous.values(), key=lambda f: f.path)
+        return BuildResult(files=files, skipped=len(files), bytes=sum(f.size for f in files),
+                           articles=counts.get("articles", 0), hubs=counts.get("hubs", 0),
+                           pages=counts.get("pages", 0), manifest_hash=manifest_hash(files), site_inputs=site_inputs)
     output = _Output(root, previous or {})
+    output.result.site_inputs = site_inputs
     # what every page shows: the site, its navigation, the theme; not the tracker's address, which only tracking.js
     # holds (so moving Matomo rewrites one file, not every page)
     shared = _digest(theme.digest, replace(site, matomo_url=None), bool(site.matomo_url))
