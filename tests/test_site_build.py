@@ -416,3 +416,18 @@ def test_an_unchanged_site_fingerprint_reuses_the_previous_build_without_reading
                        latest=ordered, fingerprint="rows-v1", previous={f.path: f for f in first.files},
                        previous_header=header)
     assert third.written == 1 and (tmp_path / "texas/index.html").is_file()
+
+
+def test_a_symlink_planted_at_a_file_or_its_temporary_name_is_never_written_through(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    root = tmp_path / "site"
+    (root / "texas").mkdir(parents=True)
+    (root / "texas" / ".index.html.tmp").symlink_to(outside)
+    with pytest.raises(OSError):
+        _build(root, ARTICLES)
+    assert outside.read_text() == "keep me"
+    (root / "texas" / ".index.html.tmp").unlink()
+    (root / "texas" / "index.html").symlink_to(outside)
+    _build(root, ARTICLES)
+    assert outside.read_text() == "keep me" and not (root / "texas" / "index.html").is_symlink()

@@ -369,6 +369,7 @@ class _Output:
         before = self.previous.get(relative)
         if before is None or before.inputs != inputs or before.content_type != content_type:
             return False
+        check_relative_path(relative)
         directory = relative.rpartition("/")[0]
         return self._directory(directory, create=False) and os.path.isfile(os.path.join(self.root_text, relative))
 
@@ -405,7 +406,10 @@ class _Output:
             self.result.rendered_unchanged += 1
             return
         temporary = os.path.join(self.root_text, directory, f".{name}.tmp")
-        with open(temporary, "wb") as handle:
+        # O_NOFOLLOW: a symlink planted at the temporary name is refused, not written through; the rename then
+        # replaces whatever is at the target (a symlink too) without following it
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
         os.replace(temporary, target)
         self.result.written += 1
