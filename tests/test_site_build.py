@@ -283,7 +283,7 @@ def _build_asset(instance, database, domain: str, checks: dict | None = None):
     return {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
 
 
-def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(database, engine, tmp_path):
+def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(database, engine, tmp_path, monkeypatch):
     with instance_for_test() as instance:
         keys = [_import(engine, "gutters.example", "Gutter Pros"), _import(engine, "other-gutters.example", "Others")]
         materialize(content_factory_assets, selection=["locations", "avatars"], instance=instance,
@@ -342,6 +342,25 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
         error = conn.execute(sa.text("SELECT error_message FROM site_builds WHERE status = 'failed'")).scalar_one()
     assert "page 'texas-page' would take the hub page at /texas/" in error
     assert last_good_build("gutters.example", engine)[1] == files
+
+    # the site's own template with a mistake: the build fails naming the file and line, and is recorded as failed
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM pages WHERE slug = 'texas-page'"))
+    themes = tmp_path / "themes"
+    (themes / "gutters.example").mkdir(parents=True)
+    (themes / "gutters.example" / "404.html").write_text("{% extends 'base.html' %}\n{% block main %}{% endblok %}")
+    monkeypatch.setenv("SPARK_THEMES_DIR", str(themes))
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["gutters.example"])
+        failed = materialize([site_build], partition_key="gutters.example", instance=instance, raise_on_error=False,
+                             resources={"database": database, "matomo": MatomoResource(base_url="https://m.example/")})
+    assert not failed.success
+    with engine.connect() as conn:
+        errors = conn.execute(sa.text(
+            "SELECT error_message FROM site_builds WHERE status = 'failed' ORDER BY finished_at")).scalars().all()
+        building = conn.execute(sa.text("SELECT count(*) FROM site_builds WHERE status = 'building'")).scalar_one()
+    assert "TemplateSyntaxError" in errors[-1] and "404.html, line 2" in errors[-1] and building == 0
+    monkeypatch.delenv("SPARK_THEMES_DIR")
 
     server, _ = serve_in_background(tree, files)
     base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import orjson
 from dagster import (
     AllPartitionMapping,
@@ -117,15 +118,26 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
             previous_header=read_manifest_header(previous_manifest),
             progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
         )
-    except (BuildError, OSError) as exc:
-        message = f"site build for {domain}: {exc}"
+        manifest_path = base / "manifests" / f"{build_id}.json"
+        temporary = manifest_path.with_suffix(".json.tmp")
+        temporary.write_bytes(orjson.dumps(result.manifest(str(build_id), domain), option=orjson.OPT_INDENT_2))
+        os.replace(temporary, manifest_path)
+    except (BuildError, OSError, jinja2.TemplateError) as exc:
+        # what the operator can fix (a slug collision, a path, the site's own template): said as it is
+        detail = str(exc)
+        if isinstance(exc, jinja2.TemplateError):
+            detail = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, jinja2.TemplateSyntaxError):
+                detail += f" ({exc.name}, line {exc.lineno})"
+        message = f"site build for {domain}: {detail}"
         with database.begin() as conn:
             site_inputs.fail_build(conn, build_id, message)
         raise Failure(description=message) from None
-    manifest_path = base / "manifests" / f"{build_id}.json"
-    temporary = manifest_path.with_suffix(".json.tmp")
-    temporary.write_bytes(orjson.dumps(result.manifest(str(build_id), domain), option=orjson.OPT_INDENT_2))
-    os.replace(temporary, manifest_path)
+    except Exception as exc:
+        # a bug: recorded by its type only (the traceback stays in the run's log), so the row never stays 'building'
+        with database.begin() as conn:
+            site_inputs.fail_build(conn, build_id, f"site build for {domain}: unexpected {type(exc).__name__}")
+        raise
     duration = time.perf_counter() - started
     checked = time.perf_counter()
     index = verify.scan(root, domain)
