@@ -56,7 +56,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     import orjson
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import FEED_SIZE, Theme, build_site, read_manifest, read_manifest_header
+    from spark_assets.site.build import FEED_SIZE, Theme, build_site, load_manifest
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -70,6 +70,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         hubs = site_inputs.hub_texts(conn, row.id)
         latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
         fingerprint = site_inputs.site_fingerprint(conn, row.id)
+    previous_files, previous_header = load_manifest(previous)
     result = build_site(
         site,
         root,
@@ -79,10 +80,10 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         latest=latest,
         pages=pages,
         hub_texts=hubs,
-        previous=read_manifest(previous),
+        previous=previous_files,
         theme=Theme(None),
         fingerprint=fingerprint,
-        previous_header=read_manifest_header(previous),
+        previous_header=previous_header,
     )
     manifest_out.write_bytes(orjson.dumps(result.manifest("bench", DOMAIN), option=orjson.OPT_INDENT_2))
     seconds = time.perf_counter() - started

@@ -283,6 +283,21 @@ def _build_asset(instance, database, domain: str, checks: dict | None = None):
     return {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
 
 
+def _failed_build(database, engine, domain: str) -> str:
+    """Materialize the site's build, which must fail; its recorded error (no build row is left 'building')."""
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", [domain])
+        failed = materialize([site_build], partition_key=domain, instance=instance, raise_on_error=False,
+                             resources={"database": database, "matomo": MatomoResource(base_url="https://m.example/")})
+    assert not failed.success
+    with engine.connect() as conn:
+        building = conn.execute(sa.text("SELECT count(*) FROM site_builds WHERE status = 'building'")).scalar_one()
+        error = conn.execute(sa.text(
+            "SELECT error_message FROM site_builds WHERE status = 'failed' ORDER BY finished_at DESC LIMIT 1")).scalar()
+    assert building == 0 and error
+    return error
+
+
 def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(database, engine, tmp_path, monkeypatch):
     with instance_for_test() as instance:
         keys = [_import(engine, "gutters.example", "Gutter Pros"), _import(engine, "other-gutters.example", "Others")]
@@ -333,13 +348,7 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
     with engine.begin() as conn:
         site_id = conn.execute(sa.text("SELECT id FROM sites WHERE domain = 'gutters.example'")).scalar_one()
         upsert_page(conn, site_id, slug="texas-page", permalink="/texas/", title="Texas", content="<p>x</p>")
-    with instance_for_test() as instance:
-        instance.add_dynamic_partitions("site", ["gutters.example"])
-        failed = materialize([site_build], partition_key="gutters.example", instance=instance, raise_on_error=False,
-                             resources={"database": database, "matomo": MatomoResource(base_url="https://m.example/")})
-    assert not failed.success
-    with engine.connect() as conn:
-        error = conn.execute(sa.text("SELECT error_message FROM site_builds WHERE status = 'failed'")).scalar_one()
+    error = _failed_build(database, engine, "gutters.example")
     assert "page 'texas-page' would take the hub page at /texas/" in error
     assert last_good_build("gutters.example", engine)[1] == files
 
@@ -350,16 +359,8 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
     (themes / "gutters.example").mkdir(parents=True)
     (themes / "gutters.example" / "404.html").write_text("{% extends 'base.html' %}\n{% block main %}{% endblok %}")
     monkeypatch.setenv("SPARK_THEMES_DIR", str(themes))
-    with instance_for_test() as instance:
-        instance.add_dynamic_partitions("site", ["gutters.example"])
-        failed = materialize([site_build], partition_key="gutters.example", instance=instance, raise_on_error=False,
-                             resources={"database": database, "matomo": MatomoResource(base_url="https://m.example/")})
-    assert not failed.success
-    with engine.connect() as conn:
-        errors = conn.execute(sa.text(
-            "SELECT error_message FROM site_builds WHERE status = 'failed' ORDER BY finished_at")).scalars().all()
-        building = conn.execute(sa.text("SELECT count(*) FROM site_builds WHERE status = 'building'")).scalar_one()
-    assert "TemplateSyntaxError" in errors[-1] and "404.html, line 2" in errors[-1] and building == 0
+    error = _failed_build(database, engine, "gutters.example")
+    assert "TemplateSyntaxError" in error and "404.html, line 2" in error
     monkeypatch.delenv("SPARK_THEMES_DIR")
 
     server, _ = serve_in_background(tree, files)

@@ -32,7 +32,7 @@ from dagster import (
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.site import verify
-from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, read_manifest, read_manifest_header
+from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, load_manifest
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
 
@@ -103,6 +103,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
     try:
         private_directory(base / "manifests")
         theme = Theme(themes_root() / domain)
+        previous_files, previous_header = load_manifest(previous_manifest)
         result = build_site(
             site,
             root,
@@ -112,10 +113,10 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
             latest=latest,
             pages=pages,
             hub_texts=hubs,
-            previous=read_manifest(previous_manifest),
+            previous=previous_files,
             theme=theme,
             fingerprint=fingerprint,
-            previous_header=read_manifest_header(previous_manifest),
+            previous_header=previous_header,
             progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
         )
         manifest_path = base / "manifests" / f"{build_id}.json"

@@ -141,23 +141,22 @@ class BuildResult:
         }
 
 
-def read_manifest(path: Path | None) -> dict[str, FileEntry]:
-    """The files of a build's manifest by path (empty when there is none: everything is built)."""
+def load_manifest(path: Path | None) -> tuple[dict[str, FileEntry], dict[str, Any]]:
+    """A build's manifest, read once: its files by path and its header (`site_inputs`, `counts`); both empty when
+    there is none (everything is built)."""
     if path is None or not path.is_file():
-        return {}
+        return {}, {}
     data = orjson.loads(path.read_bytes())
-    return {
+    files = {
         f["path"]: FileEntry(f["path"], f["sha256"], f["size"], f["content_type"], f.get("inputs", ""))
         for f in data.get("files", [])
     }
+    return files, {"site_inputs": data.get("site_inputs", ""), "counts": data.get("counts", {})}
 
 
-def read_manifest_header(path: Path | None) -> dict[str, Any]:
-    """A manifest's `site_inputs` and `counts` (empty when there is no manifest)."""
-    if path is None or not path.is_file():
-        return {}
-    data = orjson.loads(path.read_bytes())
-    return {"site_inputs": data.get("site_inputs", ""), "counts": data.get("counts", {})}
+def read_manifest(path: Path | None) -> dict[str, FileEntry]:
+    """The files of a build's manifest by path."""
+    return load_manifest(path)[0]
 
 
 def manifest_hash(files: Sequence[FileEntry]) -> str:
