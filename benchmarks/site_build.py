@@ -50,13 +50,13 @@ DOMAIN = "bench.example"
 # --- the build, in its own process ----------------------------------------------------------------------------------
 
 
-def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Path) -> None:
+def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Path, workers: int) -> None:
     """One build of the site as the asset does it (minus the site_builds rows), timed from the first query."""
     imported = time.perf_counter()
     import orjson
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import FEED_SIZE, Theme, build_site, load_manifest
+    from spark_assets.site.build import FEED_SIZE, Theme, build_site, load_manifest, unchanged_build
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -66,28 +66,35 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     started = time.perf_counter()
     with engine.begin() as conn:
         row, site = site_inputs.load_site(conn, DOMAIN, None)
-        pages = site_inputs.static_pages(conn, row.id)
-        hubs = site_inputs.hub_texts(conn, row.id)
-        latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
         fingerprint = site_inputs.site_fingerprint(conn, row.id)
+    theme = Theme(None)
     previous_files, previous_header = load_manifest(previous)
-    result = build_site(
-        site,
-        root,
-        articles=lambda: site_inputs.stream_articles(engine, row.id),
-        hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
-        article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
-        latest=latest,
-        pages=pages,
-        hub_texts=hubs,
-        previous=previous_files,
-        theme=Theme(None),
-        fingerprint=fingerprint,
-        previous_header=previous_header,
-    )
+    result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
+    if result is None:
+        with engine.begin() as conn:
+            pages = site_inputs.static_pages(conn, row.id)
+            hubs = site_inputs.hub_texts(conn, row.id)
+            latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
+        result = build_site(
+            site,
+            root,
+            articles=lambda: site_inputs.stream_articles(engine, row.id),
+            hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
+            article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
+            latest=latest,
+            pages=pages,
+            hub_texts=hubs,
+            previous=previous_files,
+            theme=theme,
+            fingerprint=fingerprint,
+            previous_header=previous_header,
+            workers=workers,
+            after_fork=lambda: engine.dispose(close=False),
+        )
     manifest_out.write_bytes(orjson.dumps(result.manifest("bench", DOMAIN), option=orjson.OPT_INDENT_2))
     seconds = time.perf_counter() - started
     cpu_end = os.times()
+    second = result.second_process_peak_rss_mb  # the forked renderer's own peak (0 when none ran)
     result_out.write_text(json.dumps({
         "seconds": round(seconds, 3),
         "cpu_seconds": round(sum(cpu_end[:4]) - sum(cpu[:4]), 2),
@@ -102,7 +109,10 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         "removed": result.removed,
         "bytes": result.bytes,
         "manifest_hash": result.manifest_hash,
-        "peak_rss_mb": _memory_mb("VmHWM"),
+        # both renderers: this process's peak and the forked one's (its pages shared with this one counted again)
+        "peak_rss_mb": round(_memory_mb("VmHWM") + second, 1),
+        "main_peak_rss_mb": _memory_mb("VmHWM"),
+        "second_peak_rss_mb": second,
         "baseline_rss_mb": baseline,
     }))
 
@@ -117,11 +127,11 @@ def _memory_mb(field: str) -> float:
 
 
 def run_build(database_url: str, root: Path, work: Path, name: str, previous: Path | None = None,
-              profile: Path | None = None) -> dict:
+              profile: Path | None = None, workers: int = 2) -> dict:
     manifest, out = work / f"{name}.manifest.json", work / f"{name}.result.json"
-    prefix = ["py-spy", "record", "-r", "200", "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"] if profile else []
+    prefix = ["py-spy", "record", "-r", "200", "--subprocesses", "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"] if profile else []
     command = prefix + [sys.executable, __file__, "--worker", str(root), "--manifest-out", str(manifest),
-               "--result-out", str(out)] + (["--previous", str(previous)] if previous else [])
+               "--result-out", str(out), "--workers", str(workers)] + (["--previous", str(previous)] if previous else [])
     started = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "DATABASE_URL": database_url})
     wall = time.perf_counter() - started
@@ -350,7 +360,7 @@ def run_hugo(binary: Path, source: Path) -> dict:
 # --- the run --------------------------------------------------------------------------------------------------------
 
 
-def run(pages: int, hugo: bool, keep: Path | None, profile: Path | None = None) -> dict:
+def run(pages: int, hugo: bool, keep: Path | None, profile: Path | None = None, workers: int = 2) -> dict:
     from spark_resources.database import get_engine
 
     engine, site_id = make_site(pages)
@@ -358,10 +368,10 @@ def run(pages: int, hugo: bool, keep: Path | None, profile: Path | None = None) 
     work = Path(tempfile.mkdtemp(prefix="spark-site-bench-", dir=keep))
     root = work / "site"
 
-    full = run_build(database_url, root, work, "full", profile=profile)
-    again = run_build(database_url, root, work, "rebuild", Path(full["manifest"]), profile=profile)
+    full = run_build(database_url, root, work, "full", profile=profile, workers=workers)
+    again = run_build(database_url, root, work, "rebuild", Path(full["manifest"]), profile=profile, workers=workers)
     slug = change_one_article(engine, site_id)
-    changed = run_build(database_url, root, work, "one-change", Path(again["manifest"]))
+    changed = run_build(database_url, root, work, "one-change", Path(again["manifest"]), workers=workers)
     result: dict = {
         "pages": pages,
         "seconds": full["seconds"],
@@ -380,6 +390,9 @@ def run(pages: int, hugo: bool, keep: Path | None, profile: Path | None = None) 
         "one_change_files": changed["written"],
         "one_change_seconds": changed["seconds"],
         "peak_rss_mb": full["peak_rss_mb"],
+        "main_peak_rss_mb": full["main_peak_rss_mb"],
+        "second_peak_rss_mb": full["second_peak_rss_mb"],
+        "workers": workers,
         "rebuild_peak_rss_mb": again["peak_rss_mb"],
         "baseline_rss_mb": full["baseline_rss_mb"],
     }
@@ -415,13 +428,14 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the builds and Hugo's tree under this directory")
     parser.add_argument("--home", type=Path, help="SPARK_HOME to keep and reuse (generation skipped when it has the site)")
     parser.add_argument("--profile", type=Path, help="py-spy raw profiles of the full build and the rebuild into this folder")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering our build (1: no fork)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--previous", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--manifest-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.previous, args.manifest_out, args.result_out)
+        worker(args.worker, args.previous, args.manifest_out, args.result_out, args.workers)
         return
 
     home = args.home or Path(tempfile.mkdtemp(prefix="spark-bench-"))
@@ -432,7 +446,7 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     try:
-        result = run(args.pages, not args.no_hugo, args.keep, args.profile)
+        result = run(args.pages, not args.no_hugo, args.keep, args.profile, args.workers)
     finally:
         from spark_resources.database import stop_embedded_servers
 

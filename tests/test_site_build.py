@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 import yaml
 from dagster import instance_for_test, materialize
 
+import spark_assets.site.build as build_module
 from spark_assets.assets.sites import site_build
 from spark_assets.content.blueprint import parse_blueprint
 from spark_assets.definitions import content_factory_assets
@@ -146,6 +149,31 @@ def test_two_builds_of_the_same_inputs_are_byte_identical(tmp_path):
     first, second = _build(tmp_path / "a", ARTICLES), _build(tmp_path / "b", ARTICLES)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert first.manifest_hash == second.manifest_hash
+
+
+def test_two_rendering_processes_write_the_same_files_and_a_failure_in_the_second_is_raised(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "PARALLEL_MIN_PAGES", 2)
+    ordered = sorted(ARTICLES, key=lambda a: a.slug)
+    light = [replace(a, content="", schema_text="", version="v1", nearby=()) for a in ordered]
+
+    def bodies(slugs, fail_on=None):
+        if fail_on in slugs:
+            raise ValueError(f"the row of {fail_on} is unreadable")
+        return iter([a for a in ordered if a.slug in set(slugs)])
+
+    def build(root, workers, fail_on=None):
+        return build_site(SITE, root, articles=lambda: iter(light), hub_members=lambda: iter(_members(ARTICLES)),
+                          article_bodies=lambda slugs: bodies(slugs, fail_on), latest=ordered, workers=workers,
+                          after_fork=lambda: (tmp_path / f"forked-{os.getpid()}").touch())
+
+    one = build(tmp_path / "one", workers=1)
+    two = build(tmp_path / "two", workers=2)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two") and one.manifest_hash == two.manifest_hash
+    assert (one.written, one.bytes, one.articles) == (two.written, two.bytes, two.articles)
+    forks = [int(p.name.split("-")[1]) for p in tmp_path.glob("forked-*")]
+    assert len(forks) == 1 and forks[0] != os.getpid() and two.second_process_peak_rss_mb > 0
+    with pytest.raises(ValueError, match=f"the row of {ordered[-1].slug} is unreadable"):  # the second half's
+        build(tmp_path / "three", workers=2, fail_on=ordered[-1].slug)
 
 
 def test_a_rebuild_with_no_change_writes_nothing_and_one_change_rewrites_only_what_lists_it(tmp_path):
@@ -309,6 +337,14 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
         first = _build_asset(instance, database, "gutters.example", checks)
         _build_asset(instance, database, "other-gutters.example")
         again = _build_asset(instance, database, "gutters.example")
+        # rendered in two processes (the second reads its half with connections of its own), the tree gone: the
+        # same files; the first process's connections still work for what it records afterwards
+        monkeypatch.setattr(build_module, "PARALLEL_MIN_PAGES", 2)
+        shutil.rmtree(last_good_build("gutters.example", engine)[0])
+        forked = _build_asset(instance, database, "gutters.example")
+        assert forked["manifest_hash"] == first["manifest_hash"] and forked["files_written"] == first["files"]
+        assert forked["renderers"] == 2 and first["renderers"] == 1
+        monkeypatch.setattr(build_module, "PARALLEL_MIN_PAGES", 2000)
         assert sorted(checks) == ["feed_parses", "internal_links_resolve", "json_ld_expands", "pages_are_complete",
                                   "robots_allows_the_site", "sitemap_is_valid"]
         assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
@@ -333,7 +369,7 @@ def test_the_asset_builds_each_site_from_its_own_articles_only_and_serves_it(dat
             "SELECT b.status, b.manifest_path, b.files_written FROM site_builds b JOIN sites s ON s.id = b.site_id "
             "WHERE s.domain = 'gutters.example' ORDER BY b.finished_at")).all()
     assert published > 0 and first["articles"] == published and first["pages_and_posts"] == 2
-    assert [b.status for b in builds] == ["built", "built"] and builds[1].files_written == 0
+    assert [b.status for b in builds] == ["built", "built", "built"] and builds[1].files_written == 0
     assert again["files_written"] == 0 and again["files_skipped"] == first["files"]
 
     tree, files = last_good_build("gutters.example", engine)
@@ -442,12 +478,14 @@ def test_a_symlink_planted_at_a_file_or_its_temporary_name_is_never_written_thro
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
     root = tmp_path / "site"
+    # a new file is created exclusively: a symlink already at its name is replaced (by a rename), never followed
     (root / "texas").mkdir(parents=True)
-    (root / "texas" / ".index.html.tmp").symlink_to(outside)
-    with pytest.raises(OSError):
-        _build(root, ARTICLES)
-    assert outside.read_text() == "keep me"
-    (root / "texas" / ".index.html.tmp").unlink()
     (root / "texas" / "index.html").symlink_to(outside)
-    _build(root, ARTICLES)
+    first = _build(root, ARTICLES)
     assert outside.read_text() == "keep me" and not (root / "texas" / "index.html").is_symlink()
+    # a file the previous build has is replaced through a temporary name: a symlink planted there is refused
+    (root / ARTICLES[0].slug / ".index.html.tmp").symlink_to(outside)
+    changed = [replace(ARTICLES[0], title="Austin Roofs, Revised")] + ARTICLES[1:]
+    with pytest.raises(OSError):
+        _build(root, changed, previous={f.path: f for f in first.files})
+    assert outside.read_text() == "keep me"

@@ -32,7 +32,7 @@ from dagster import (
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.site import verify
-from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, load_manifest
+from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, load_manifest, unchanged_build
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
 
@@ -40,6 +40,8 @@ from spark_resources.providers.matomo import MatomoResource
 BUILDS_VARIABLE = "SPARK_BUILDS_DIR"
 #: a site's own templates: $SPARK_HOME/themes/<domain>/ (see README, "Site themes")
 THEMES_VARIABLE = "SPARK_THEMES_DIR"
+#: how many processes render a build's articles (default: 2 when the machine has 2 cores or more; 1 = no fork)
+WORKERS_VARIABLE = "SPARK_BUILD_WORKERS"
 
 
 #: verify.py's checks, each an ERROR-severity asset check of the build: (check name, what it asserts)
@@ -64,6 +66,15 @@ def builds_root() -> Path:
 
 def themes_root() -> Path:
     return Path(os.environ.get(THEMES_VARIABLE) or spark_home() / "themes")
+
+
+def build_workers() -> int:
+    value = os.environ.get(WORKERS_VARIABLE, "").strip()
+    if not value:
+        return min(2, os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise Failure(f"{WORKERS_VARIABLE} must be a whole number of processes (1 or 2), not {value!r}")
+    return min(int(value), 2)
 
 
 def tracker_url(matomo: MatomoResource) -> str:
@@ -96,29 +107,37 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         fingerprint = site_inputs.site_fingerprint(conn, row.id)
         base = builds_root() / domain
         build_id = site_inputs.start_build(conn, row.id, base / "site")
-        pages = site_inputs.static_pages(conn, row.id)
-        hubs = site_inputs.hub_texts(conn, row.id)
-        latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
     root = base / "site"
     try:
         private_directory(base / "manifests")
         theme = Theme(themes_root() / domain)
         previous_files, previous_header = load_manifest(previous_manifest)
-        result = build_site(
-            site,
-            root,
-            articles=lambda: site_inputs.stream_articles(database.engine, row.id),
-            hub_members=lambda: site_inputs.stream_hub_members(database.engine, row.id),
-            article_bodies=lambda slugs: site_inputs.stream_article_bodies(database.engine, row.id, slugs),
-            latest=latest,
-            pages=pages,
-            hub_texts=hubs,
-            previous=previous_files,
-            theme=theme,
-            fingerprint=fingerprint,
-            previous_header=previous_header,
-            progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
-        )
+        # nothing changed (the fingerprint, one aggregate query, says so): the previous build is this one
+        result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
+        if result is None:
+            with database.begin() as conn:
+                pages = site_inputs.static_pages(conn, row.id)
+                hubs = site_inputs.hub_texts(conn, row.id)
+                latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
+            engine = database.engine
+            result = build_site(
+                site,
+                root,
+                articles=lambda: site_inputs.stream_articles(engine, row.id),
+                hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
+                article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
+                latest=latest,
+                pages=pages,
+                hub_texts=hubs,
+                previous=previous_files,
+                theme=theme,
+                fingerprint=fingerprint,
+                previous_header=previous_header,
+                progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
+                workers=build_workers(),
+                # the second renderer gets its own connections: the parent's stay the parent's
+                after_fork=lambda: engine.dispose(close=False),
+            )
         manifest_path = base / "manifests" / f"{build_id}.json"
         temporary = manifest_path.with_suffix(".json.tmp")
         temporary.write_bytes(orjson.dumps(result.manifest(str(build_id), domain), option=orjson.OPT_INDENT_2))
@@ -174,6 +193,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         "seconds": round(duration, 3),
         "manifest": MetadataValue.path(str(manifest_path)),
         "manifest_hash": result.manifest_hash,
+        "renderers": 2 if result.second_process_peak_rss_mb else 1,
         "home_page": MetadataValue.path(str(root / "index.html")),
         "theme_overrides": MetadataValue.json(theme.overridden),
         "check_seconds": round(check_seconds, 3),

@@ -7,6 +7,7 @@ streamed (server-side cursors, a thousand rows at a time), so a build's memory d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 from uuid import UUID
@@ -74,19 +75,23 @@ def load_site(conn: Connection, domain: str, matomo_url: str | None) -> tuple[Si
     return SiteRow(row.id, row.domain), site
 
 
-def _geo(row) -> GeoTarget:
-    return GeoTarget(None, row.location_key, row.place_label or row.location_key, row.state, row.state_code,
-                     city=row.city, county=row.county)
+@lru_cache(maxsize=4096)
+def _place(location_key: str, place_label: str | None, city: str | None, county: str | None, state: str,
+           state_code: str | None) -> tuple[str, str, str]:
+    """(place hub path, place label, state hub path) of a geo target: computed once per place, not per article."""
+    geo = GeoTarget(None, location_key, place_label or location_key, state, state_code, city=city, county=county)
+    return urls.place_hub_path(geo), geo.label, urls.state_hub_path(geo.state)
 
 
 def _article(row, light: bool = False) -> ArticlePage:
-    geo = _geo(row)
+    place_path, place_label, state_path = _place(row.location_key, row.place_label, row.city, row.county, row.state,
+                                                 row.state_code)
     nearby = row.nearby if light else None
     return ArticlePage(
         slug=row.slug, title=row.title, content="" if light else row.content, seo_title=row.seo_title or "",
         seo_description=row.seo_description or "", schema_text="" if light else (row.schema_text or ""),
-        published=row.published, modified=row.modified, place_path=urls.place_hub_path(geo), place_label=geo.label,
-        state_path=urls.state_hub_path(geo.state), state_label=geo.state, version=row.version,
+        published=row.published, modified=row.modified, place_path=place_path, place_label=place_label,
+        state_path=state_path, state_label=row.state, version=row.version,
         nearby=tuple(nearby) if isinstance(nearby, list) else None,
     )
 
@@ -121,7 +126,11 @@ def stream_article_bodies(engine: Engine, site_id: UUID, slugs: list[str] | None
         if wanted is not None and len(wanted) <= 2 * STREAM_ROWS:
             query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} AND a.slug = ANY(:slugs) ORDER BY a.slug", {
                 "s": site_id, "slugs": sorted(wanted)}
-        else:  # most of the site: one pass over all of it beats a huge ANY array
+        elif wanted:  # many: one pass over their range (a build's half) beats a huge ANY array; the rest is skipped
+            query, params = (f"""SELECT {_FULL_COLUMNS} {_PUBLISHED}
+                                 AND a.slug COLLATE "C" BETWEEN :low AND :high ORDER BY a.slug""",
+                             {"s": site_id, "low": min(wanted), "high": max(wanted)})
+        else:
             query, params = f"SELECT {_FULL_COLUMNS} {_PUBLISHED} ORDER BY a.slug", {"s": site_id}
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(sa.text(query), params)
         for row in result:
@@ -143,9 +152,9 @@ def stream_hub_members(engine: Engine, site_id: UUID) -> Iterator[HubMember]:
             {"s": site_id},
         )
         for row in result:
-            geo = _geo(row)
-            yield HubMember(urls.state_hub_path(geo.state), geo.state, urls.place_hub_path(geo), geo.label, row.slug,
-                            row.title, row.modified)
+            place_path, place_label, state_path = _place(row.location_key, row.place_label, row.city, row.county,
+                                                         row.state, row.state_code)
+            yield HubMember(state_path, row.state, place_path, place_label, row.slug, row.title, row.modified)
 
 
 def latest_articles(conn: Connection, site_id: UUID, limit: int) -> list[ArticlePage]:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import pickle
 import re
+import signal
 import stat
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -51,12 +53,14 @@ from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
 THEME_DIRECTORY = Path(__file__).parent / "theme"
 #: the templates a site may override, each by a file of the same name in its override folder
-TEMPLATES = ("base.html", "article.html", "hub.html", "home.html", "page.html", "404.html", "tracking.js")
+TEMPLATES = ("base.html", "header.html", "footer.html", "article.html", "hub.html", "home.html", "page.html", "404.html", "tracking.js")
 HUB_PAGE_SIZE = 50
 FEED_SIZE = 20
 HOME_LATEST = 12
 SITEMAP_MAX_URLS = 50_000
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+#: below this many articles to render, a second process costs more than it saves
+PARALLEL_MIN_PAGES = 2000
 #: bumped when what a page is made of changes in code (not in templates: those are hashed)
 BUILD_FORMAT = "1"
 
@@ -125,6 +129,8 @@ class BuildResult:
     counts: dict[str, int] = field(default_factory=dict)
     #: digest of everything the site is built from (see build_site's `fingerprint`); "" when not given
     site_inputs: str = ""
+    #: peak memory of the second rendering process (0: none ran)
+    second_process_peak_rss_mb: float = 0.0
 
     def manifest(self, build_id: str, domain: str) -> dict[str, Any]:
         return {
@@ -151,7 +157,8 @@ def load_manifest(path: Path | None) -> tuple[dict[str, FileEntry], dict[str, An
         f["path"]: FileEntry(f["path"], f["sha256"], f["size"], f["content_type"], f.get("inputs", ""))
         for f in data.get("files", [])
     }
-    return files, {"site_inputs": data.get("site_inputs", ""), "counts": data.get("counts", {})}
+    return files, {"site_inputs": data.get("site_inputs", ""), "counts": data.get("counts", {}),
+                   "manifest_hash": data.get("manifest_hash", "")}
 
 
 def read_manifest(path: Path | None) -> dict[str, FileEntry]:
@@ -206,7 +213,7 @@ class Theme:
         )
         # an operator's template is text anyone with access to the folder can edit: it gets no Python
         self.env = SandboxedEnvironment(**options) if self.overridden else jinja2.Environment(**options)
-        self.templates = {name: self.env.get_template(name) for name in TEMPLATES}
+        self.templates: dict[str, jinja2.Template] = {}  # compiled on first use (a no-change build compiles none)
         css = (THEME_DIRECTORY / "site.css").read_bytes()
         if overrides is not None and (overrides / "site.css").is_file():
             css = (overrides / "site.css").read_bytes()
@@ -218,8 +225,23 @@ class Theme:
             digest.update(name.encode() + b"\0" + source.encode())
         self.digest = digest.hexdigest()
 
+    def template(self, name: str) -> jinja2.Template:
+        template = self.templates.get(name)
+        if template is None:
+            template = self.templates[name] = self.env.get_template(name)
+        return template
+
+    def compile(self) -> None:
+        """Compile every template now: a site template's syntax error stops a build before it writes anything."""
+        for name in TEMPLATES:
+            self.template(name)
+
     def render(self, name: str, **context: Any) -> bytes:
-        return self.templates[name].render(**context).encode()
+        return self.template(name).render(**context).encode()
+
+    def render_markup(self, name: str, **context: Any) -> Markup:
+        """A part every page shows the same (header, footer): rendered once per build, escaped as any render."""
+        return Markup(self.template(name).render(**context))
 
 
 # --- JSON-LD --------------------------------------------------------------------------------------------------------
@@ -274,29 +296,28 @@ _HREF_RE = re.compile(r'href="([^"]*)"')
 
 
 _TAG_RE = re.compile(r"<[^>]*>?")
-#: tags seen and their verdict (most recur on every page: "<p>", "</section>", a hub link); bounded
-_TAG_VERDICTS: dict[str, bool] = {}
+#: tags that passed the scan (most recur on every page: "<p>", "</section>", a hub link); bounded
+_PLAIN_TAGS: set[str] = set()
 
 
 def _plain_tag(tag: str) -> bool:
-    verdict = _TAG_VERDICTS.get(tag)
-    if verdict is None:
-        match = _ALLOWED_TAG_RE.fullmatch(tag)
-        verdict = match is not None and match.group(2) in ARTICLE_HTML_TAGS and all(
-            (href.startswith("/") and not href.startswith("//")) or href.startswith(("https://", "http://"))
-            for href in _HREF_RE.findall(match.group(3))
-        )
-        if len(_TAG_VERDICTS) < 100_000:
-            _TAG_VERDICTS[tag] = verdict
+    match = _ALLOWED_TAG_RE.fullmatch(tag)
+    verdict = match is not None and match.group(2) in ARTICLE_HTML_TAGS and all(
+        (href.startswith("/") and not href.startswith("//")) or href.startswith(("https://", "http://"))
+        for href in _HREF_RE.findall(match.group(3))
+    )
+    if verdict and len(_PLAIN_TAGS) < 100_000:
+        _PLAIN_TAGS.add(tag)
     return verdict
 
 
 def article_body(content: str) -> Markup:
     """A stored article body as markup. What the assembler writes (tags of ARTICLE_HTML_TAGS with at most the plain
     attributes, hrefs to site paths or http(s) URLs, everything else escaped text) is passed through as it is,
-    after a scan; anything else (a row edited by hand, say with `<img onerror>` or `<script>`) is sanitized by nh3."""
+    after a scan; anything else (a row edited by hand, say with `<img onerror>` or `<script>`) is sanitized by nh3.
+    The scan checks each distinct tag once (a body has ~120 tags, ~20 distinct, most seen on earlier pages)."""
     tags = _TAG_RE.findall(content)
-    if len(tags) == content.count("<") and all(_plain_tag(tag) for tag in tags):
+    if len(tags) == content.count("<") and all(_plain_tag(tag) for tag in set(tags).difference(_PLAIN_TAGS)):
         return Markup(content)
     return _clean(content, ARTICLE_HTML_TAGS, ARTICLE_HTML_ATTRIBUTES, link_rel=None)
 
@@ -322,13 +343,23 @@ def published_nearby(content: str, published: set[str] | frozenset[str]) -> tupl
     return content[: match.start()] + block + content[match.end():], tuple(i.group(1) for i in dropped)
 
 
+def _write_all(descriptor: int, data: bytes) -> None:
+    """Write `data` to a new file's descriptor and close it."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+
+
 class _Output:
     """Writes files under the root, skipping what the previous build already has for the same inputs.
 
     Paths are checked as strings (`check_relative_path`) and every directory on the way is checked once with lstat: a
     directory of the tree that is a symlink (someone else made it; the build never does) is refused, so nothing is
-    written outside the root. Writes go to a temporary file renamed over the old one: a reader sees the old file or
-    the new one, never half of one."""
+    written outside the root. A file that replaces one goes to a temporary file renamed over the old one: a reader
+    sees the old file or the new one, never half of one. A file new to the tree is written in place (O_EXCL)."""
 
     def __init__(self, root: Path, previous: Mapping[str, FileEntry]) -> None:
         self.root = root
@@ -404,12 +435,22 @@ class _Output:
         if before is not None and before.sha256 == sha and os.path.isfile(target):
             self.result.rendered_unchanged += 1
             return
+        if before is None:
+            # a file no good build has: created exclusively (never over anything, never through a symlink) and
+            # written in place, as there is no old version to keep showing (a rename costs more than the write
+            # here). If the build stops midway the file is in no good manifest, so the next build replaces it.
+            try:
+                descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            except FileExistsError:
+                pass
+            else:
+                _write_all(descriptor, data)
+                self.result.written += 1
+                return
         temporary = os.path.join(self.root_text, directory, f".{name}.tmp")
         # O_NOFOLLOW: a symlink planted at the temporary name is refused, not written through; the rename then
         # replaces whatever is at the target (a symlink too) without following it
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+        _write_all(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644), data)
         os.replace(temporary, target)
         self.result.written += 1
 
@@ -432,6 +473,83 @@ class _Output:
                     parent.rmdir()
                     self.directories.discard(os.fspath(parent.relative_to(self.root)))
                     parent = parent.parent
+
+
+class _Forked:
+    """Work done in a forked child process on `output`'s behalf: the files it wrote and its counts come back through
+    a pipe and are merged into `output` by `join()`. Leaving the block without `join()` (an error here) stops it."""
+
+    def __init__(self, output: _Output, work: Callable[[], list[str]], after_fork: Callable[[], None] | None) -> None:
+        self.output, self.work, self.after_fork = output, work, after_fork
+        self.pid = 0
+
+    def __enter__(self) -> "_Forked":
+        self.reader, writer = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: do the work, send the result, exit without running the parent's cleanup
+            code = 0
+            try:
+                os.close(self.reader)
+                if self.after_fork:
+                    self.after_fork()
+                result = self.output.result
+                files_before = len(self.output.files)
+                before = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
+                vanished = self.work()
+                after = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
+                payload = pickle.dumps(("ok", self.output.files[files_before:], sorted(self.output.directories),
+                                        [b - a for a, b in zip(before, after)], vanished))
+            except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
+                code = 1
+                try:
+                    payload = pickle.dumps(("error", exc))
+                except Exception:  # noqa: BLE001 - an exception that does not pickle: its type and message
+                    payload = pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            try:
+                with os.fdopen(writer, "wb") as pipe:
+                    pipe.write(payload)
+            finally:
+                os._exit(code)
+        os.close(writer)
+        return self
+
+    def join(self) -> list[str]:
+        with os.fdopen(self.reader, "rb") as pipe:
+            data = pipe.read()
+        _, status, usage = os.wait4(self.pid, 0)
+        self.pid = 0
+        self.output.result.second_process_peak_rss_mb = round(usage.ru_maxrss / 1024, 1)
+        if not data:
+            raise RuntimeError(f"the second build process stopped without a result (wait status {status})")
+        message = pickle.loads(data)
+        if message[0] == "error":
+            raise message[1]
+        _, files, directories, counts, vanished = message
+        output = self.output
+        for entry in files:
+            if entry.path in output.seen:
+                raise BuildError(f"two outputs at /{entry.path}")
+            output.seen.add(entry.path)
+        output.files.extend(files)
+        output.directories.update(directories)
+        result = output.result
+        result.written += counts[0]
+        result.rendered_unchanged += counts[1]
+        result.skipped += counts[2]
+        result.bytes += counts[3]
+        return vanished
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.pid:  # not joined: the parent failed; stop the child and reap it
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            try:
+                os.close(self.reader)
+            except OSError:
+                pass
 
 
 @dataclass(frozen=True)
@@ -494,6 +612,28 @@ class _Sitemap:
         self.output.add("sitemap.xml", _digest(text), lambda: text.encode())
 
 
+def unchanged_build(site: Site, root: Path, fingerprint: str | None, theme: Theme,
+                    previous: Mapping[str, FileEntry] | None, previous_header: Mapping[str, Any] | None,
+                    ) -> BuildResult | None:
+    """The previous build as this one, when nothing it is made of changed: the same `fingerprint` (see build_site),
+    theme and site, and every file of it still on disk. None otherwise. A caller checks this before reading the
+    rest of what a build needs; build_site checks it too."""
+    if not (fingerprint and previous and previous_header):
+        return None
+    site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site)
+    if previous_header.get("site_inputs") != site_inputs:
+        return None
+    root_text = os.fspath(root)
+    if not all(os.path.isfile(os.path.join(root_text, p)) for p in previous):
+        return None
+    counts = previous_header.get("counts", {})
+    files = sorted(previous.values())
+    return BuildResult(files=files, skipped=len(files), bytes=sum(f.size for f in files),
+                       articles=counts.get("articles", 0), hubs=counts.get("hubs", 0), pages=counts.get("pages", 0),
+                       manifest_hash=previous_header.get("manifest_hash") or manifest_hash(files),
+                       site_inputs=site_inputs)
+
+
 def build_site(
     site: Site,
     root: Path,
@@ -509,6 +649,8 @@ def build_site(
     progress: Callable[[str, int], None] | None = None,
     fingerprint: str | None = None,
     previous_header: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    after_fork: Callable[[], None] | None = None,
 ) -> BuildResult:
     """Build the site into `root` (created if missing). `articles()` streams the published articles ordered by slug,
     `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug). With
@@ -521,18 +663,19 @@ def build_site(
     `fingerprint`: a digest the caller computes over every row the site is built from (records: one aggregate query).
     With the theme and the site it makes the build's `site_inputs`; when that equals the previous build's
     (`previous_header`) and every file of the previous build is still on disk, nothing is read or rendered: the
-    previous manifest is this build's. Any change, however small, goes the per-file way."""
+    previous manifest is this build's. Any change, however small, goes the per-file way.
+
+    `workers=2` renders the articles to rebuild in two processes when there are PARALLEL_MIN_PAGES or more (fork:
+    the second process starts with everything read so far and calls `after_fork` first, where a caller gives it its
+    own database connections, then `article_bodies` for its half); the files and bytes are the same as with one."""
     theme = theme or Theme()
     hub_texts = hub_texts or {}
     root.mkdir(parents=True, exist_ok=True)
     site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site) if fingerprint else ""
-    if (site_inputs and previous and previous_header and previous_header.get("site_inputs") == site_inputs
-            and all(os.path.isfile(os.path.join(root, p)) for p in previous)):
-        counts = previous_header.get("counts", {})
-        files = sorted(previous.values(), key=lambda f: f.path)
-        return BuildResult(files=files, skipped=len(files), bytes=sum(f.size for f in files),
-                           articles=counts.get("articles", 0), hubs=counts.get("hubs", 0),
-                           pages=counts.get("pages", 0), manifest_hash=manifest_hash(files), site_inputs=site_inputs)
+    unchanged = unchanged_build(site, root, fingerprint, theme, previous, previous_header)
+    if unchanged is not None:
+        return unchanged
+    theme.compile()
     output = _Output(root, previous or {})
     output.result.site_inputs = site_inputs
     # what every page shows: the site, its navigation, the theme; not the tracker's address, which only tracking.js
@@ -564,6 +707,8 @@ def build_site(
     # every page's header (when the site has no navigation rows) and footer list the site's pages
     base["site_pages"] = [_Item(path, p.title) for path, p in sorted(page_paths.items()) if p.kind == "page"]
     shared = _digest(shared, base["site_pages"])
+    base["site_header"] = theme.render_markup("header.html", **base)
+    base["site_footer"] = theme.render_markup("footer.html", **base)
 
     output.add(theme.css_path[1:], _digest(theme.digest), lambda: theme.css, CONTENT_TYPES[".css"])
     if site.matomo_site_id and site.matomo_url:
@@ -749,18 +894,32 @@ def build_site(
         if progress and result.articles % 5000 == 0:
             progress("articles", result.articles)
     if article_bodies is not None and pending:
-        for article in article_bodies(sorted(pending)):
-            path = urls.article_path(article.slug)
-            relative = page_file(path)
-            content, unpublished = published_nearby(article.content, article_paths)
-            inputs = pending.pop(article.slug, None) or article_inputs(article, unpublished)
-            if output.unchanged(relative, inputs, html_type):
-                output.keep(relative)
-            else:
-                output.write(relative, inputs, render_article(article, path, content), html_type)
-        if pending:
-            raise BuildError(f"{len(pending)} article(s) vanished while the site was built (first: "
-                             f"{sorted(pending)[0]}): build again")
+        def render_bodies(slugs: list[str]) -> list[str]:
+            """Read and render these articles; the slugs that were not found (unpublished meanwhile)."""
+            for article in article_bodies(slugs):
+                path = urls.article_path(article.slug)
+                relative = page_file(path)
+                content, unpublished = published_nearby(article.content, article_paths)
+                inputs = pending.pop(article.slug, None) or article_inputs(article, unpublished)
+                if output.unchanged(relative, inputs, html_type):
+                    output.keep(relative)
+                else:
+                    output.write(relative, inputs, render_article(article, path, content), html_type)
+            return [slug for slug in slugs if slug in pending]
+
+        slugs = sorted(pending)
+        if workers > 1 and len(slugs) >= PARALLEL_MIN_PAGES:
+            # the second half in a forked process (its own database connection: `after_fork`), the first here
+            cut = len(slugs) // 2
+            with _Forked(output, lambda: render_bodies(slugs[cut:]), after_fork) as forked:
+                vanished = render_bodies(slugs[:cut])
+                vanished += forked.join()
+            del slugs
+        else:
+            vanished = render_bodies(slugs)
+        if vanished:
+            raise BuildError(f"{len(vanished)} article(s) vanished while the site was built (first: "
+                             f"{vanished[0]}): build again")
 
     # --- pages and posts --------------------------------------------------------------------------------------------
     for path, static in sorted(page_paths.items()):
