@@ -53,7 +53,6 @@ DOMAIN = "bench.example"
 def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Path, workers: int) -> None:
     """One build of the site as the asset does it (minus the site_builds rows), timed from the first query."""
     imported = time.perf_counter()
-    import orjson
 
     from spark_assets.records import site_inputs
     from spark_assets.site.build import FEED_SIZE, Theme, build_site, load_manifest, unchanged_build
@@ -91,7 +90,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
             workers=workers,
             after_fork=lambda: engine.dispose(close=False),
         )
-    manifest_out.write_bytes(orjson.dumps(result.manifest("bench", DOMAIN), option=orjson.OPT_INDENT_2))
+    result.write_manifest(manifest_out, "bench", DOMAIN)
     seconds = time.perf_counter() - started
     cpu_end = os.times()
     second = result.second_process_peak_rss_mb  # the forked renderer's own peak (0 when none ran)

@@ -31,10 +31,13 @@ from spark_assets.records.site_inputs import upsert_page
 from spark_assets.site.build import (
     HUB_PAGE_SIZE,
     BuildError,
+    BuildResult,
+    FileEntry,
     HubMember,
     Theme,
     build_site,
     check_relative_path,
+    load_manifest,
     read_manifest,
 )
 from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
@@ -489,3 +492,51 @@ def test_a_symlink_planted_at_a_file_or_its_temporary_name_is_never_written_thro
     with pytest.raises(OSError):
         _build(root, changed, previous={f.path: f for f in first.files})
     assert outside.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("count", [0, 1, 1000, 2001])
+def test_the_manifest_is_written_in_chunks_as_the_same_document(tmp_path, count):
+    result = BuildResult(files=[FileEntry(f"p-{i}/index.html", f"{i:064x}", i, "text/html; charset=utf-8", f"{i:032x}")
+                                for i in range(count)], manifest_hash="h", site_inputs="s", articles=count)
+    path = tmp_path / "manifests" / "b1.json"
+    path.parent.mkdir()
+    result.write_manifest(path, "b1", "roofs.example")
+    assert json.loads(path.read_text()) == result.manifest("b1", "roofs.example")
+    files, header = load_manifest(path)
+    assert list(files.values()) == result.files and header["manifest_hash"] == "h"
+    assert [p.name for p in path.parent.iterdir()] == ["b1.json"]  # no temporary file left
+
+
+def test_json_ld_that_states_what_the_page_does_not_show_fails_its_check(tmp_path):
+    from spark_assets.site import verify
+
+    def schema(slug, title, place="Austin, TX", crumbs=None, **extra):
+        url = f"https://roofs.example/{slug}/"
+        trail = crumbs or [("Home", "https://roofs.example/"), ("Texas", "https://roofs.example/texas/"),
+                           ("Austin, TX", "https://roofs.example/austin-tx/"), (title, url)]
+        return json.dumps({"@context": "https://schema.org", "@graph": [
+            {"@type": "Article", "headline": title, "mainEntityOfPage": url, "about": {"@type": "Place", "name": place},
+             **extra},
+            {"@type": "BreadcrumbList", "itemListElement": [
+                {"@type": "ListItem", "position": i, "name": n, "item": u} for i, (n, u) in enumerate(trail, 1)]}]})
+
+    good = [replace(a, schema_text=schema(a.slug, a.title)) for a in ARTICLES[:3]]
+    _build(tmp_path / "good", good)
+    assert list(verify.jsonld_problems(tmp_path / "good", "roofs.example")) == []
+
+    a, b, c = good
+    planted = [
+        replace(a, schema_text=schema(a.slug, a.title, aggregateRating={"@type": "AggregateRating",
+                                                                         "ratingValue": 4.9, "reviewCount": 212})),
+        replace(b, schema_text=schema(b.slug, b.title, place="Dallas, TX")),
+        replace(c, schema_text=schema(c.slug, "An old title")),  # the title was edited after the JSON-LD was made
+    ]
+    _build(tmp_path / "bad", planted)
+    problems = verify.jsonld_problems(tmp_path / "bad", "roofs.example")
+    text = "\n".join(problems)
+    assert f"{a.slug}/index.html: JSON-LD block 1: Article claims aggregateRating, which no data of ours holds" in text
+    assert f"{b.slug}/index.html: JSON-LD block 1: Article about 'Dallas, TX' is not a place of the page's" in text
+    assert f"{c.slug}/index.html: JSON-LD block 1: Article headline 'An old title' is not the page's title" in text
+    assert f"{c.slug}/index.html: JSON-LD block 1: its BreadcrumbList (Home > Texas > Austin, TX > An old title) " \
+           f"is not the trail the page shows (Home > Texas > Austin, TX > {c.title})" in text
+    assert problems.total == 4, list(problems)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import orjson
 from dagster import (
     AllPartitionMapping,
     AssetCheckResult,
@@ -139,9 +138,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
                 after_fork=lambda: engine.dispose(close=False),
             )
         manifest_path = base / "manifests" / f"{build_id}.json"
-        temporary = manifest_path.with_suffix(".json.tmp")
-        temporary.write_bytes(orjson.dumps(result.manifest(str(build_id), domain), option=orjson.OPT_INDENT_2))
-        os.replace(temporary, manifest_path)
+        result.write_manifest(manifest_path, str(build_id), domain)
     except (BuildError, OSError, jinja2.TemplateError) as exc:
         # what the operator can fix (a slug collision, a path, the site's own template): said as it is
         detail = str(exc)

@@ -61,6 +61,8 @@ SITEMAP_MAX_URLS = 50_000
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 #: below this many articles to render, a second process costs more than it saves
 PARALLEL_MIN_PAGES = 2000
+#: the share of the articles the first process renders when two do (it renders the hubs as well)
+PARENT_SHARE = 0.42
 #: bumped when what a page is made of changes in code (not in templates: those are hashed)
 BUILD_FORMAT = "1"
 
@@ -132,19 +134,37 @@ class BuildResult:
     #: peak memory of the second rendering process (0: none ran)
     second_process_peak_rss_mb: float = 0.0
 
-    def manifest(self, build_id: str, domain: str) -> dict[str, Any]:
-        return {
+    def write_manifest(self, path: Path, build_id: str, domain: str) -> None:
+        """The manifest as JSON (the same document as `manifest()`), written a thousand files at a time through a
+        temporary file renamed into place: memory does not grow with the site."""
+        header = self.manifest(build_id, domain, files=False)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(orjson.dumps(header)[:-1] + b',"files":[\n')
+            for start in range(0, len(self.files), 1000):
+                chunk = self.files[start:start + 1000]
+                handle.write(b",\n".join(
+                    orjson.dumps({"path": f.path, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
+                                  "inputs": f.inputs}) for f in chunk))
+                handle.write(b",\n" if start + 1000 < len(self.files) else b"\n")
+            handle.write(b"]}\n")
+        os.replace(temporary, path)
+
+    def manifest(self, build_id: str, domain: str, files: bool = True) -> dict[str, Any]:
+        document: dict[str, Any] = {
             "build_id": build_id,
             "domain": domain,
             "manifest_hash": self.manifest_hash,
             "site_inputs": self.site_inputs,
             "counts": {"articles": self.articles, "hubs": self.hubs, "pages": self.pages},
-            "files": [
+        }
+        if files:
+            document["files"] = [
                 {"path": f.path, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
                  "inputs": f.inputs}
                 for f in self.files
-            ],
-        }
+            ]
+        return document
 
 
 def load_manifest(path: Path | None) -> tuple[dict[str, FileEntry], dict[str, Any]]:
@@ -380,9 +400,8 @@ class _Output:
         full = os.path.join(self.root_text, relative_dir)
         if create:
             try:
-                os.mkdir(full)  # made here: a real directory
-                self.directories.add(relative_dir)
-                return True
+                os.mkdir(full)  # made here: a real directory (not remembered: most hold one page, and a site of
+                return True     # 100,000 articles would keep 100,000 names; a later use checks it again)
             except FileExistsError:
                 pass
         try:
@@ -475,6 +494,17 @@ class _Output:
                     parent = parent.parent
 
 
+class _SitemapRow(NamedTuple):
+    slug: str
+    modified: date
+
+
+def _sitemap_rows(modified_by_slug: dict[str, date]) -> Iterable[_SitemapRow]:
+    """A first build's articles in slug order, as the sitemap lists them, from what the hub members said."""
+    for slug in sorted(modified_by_slug):
+        yield _SitemapRow(slug, modified_by_slug.pop(slug))
+
+
 class _Forked:
     """Work done in a forked child process on `output`'s behalf: the files it wrote and its counts come back through
     a pipe and are merged into `output` by `join()`. Leaving the block without `join()` (an error here) stops it."""
@@ -497,7 +527,7 @@ class _Forked:
                 before = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
                 vanished = self.work()
                 after = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
-                payload = pickle.dumps(("ok", self.output.files[files_before:], sorted(self.output.directories),
+                payload = pickle.dumps(("ok", self.output.files[files_before:],
                                         [b - a for a, b in zip(before, after)], vanished))
             except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
                 code = 1
@@ -524,14 +554,13 @@ class _Forked:
         message = pickle.loads(data)
         if message[0] == "error":
             raise message[1]
-        _, files, directories, counts, vanished = message
+        _, files, counts, vanished = message
         output = self.output
         for entry in files:
             if entry.path in output.seen:
                 raise BuildError(f"two outputs at /{entry.path}")
             output.seen.add(entry.path)
         output.files.extend(files)
-        output.directories.update(directories)
         result = output.result
         result.written += counts[0]
         result.rendered_unchanged += counts[1]
@@ -694,10 +723,14 @@ def build_site(
     states: list[_Link] = []
     hub_paths: set[str] = set()
     article_paths: set[str] = set()  # every published article's path: what "Nearby Areas" may link
+    modified_by_slug: dict[str, date] = {}  # a first build's article list (see `first_build` below)
+    keep_dates = article_bodies is not None and not previous
     for member in hub_members():
         hub_paths.add(member.state_path)
         hub_paths.add(member.place_path)
         article_paths.add(urls.article_path(member.slug))
+        if keep_dates:
+            modified_by_slug[member.slug] = member.modified
     if not article_paths:
         raise BuildError("the site has no published articles yet: publish a campaign's articles first "
                          "(spark articles publish --campaign <key>), then build")
@@ -797,50 +830,52 @@ def build_site(
         for link, items, lastmod in own:
             render_hub(link.path, link.label, "place", state, [], items, lastmod)
 
-    state: _Link | None = None
-    state_count = 0
-    state_lastmod: date | None = None
-    places: list[tuple[_Link, list[_Item], date | None]] = []
-    state_items: list[_Item] = []
-    current_place: tuple[str, str] | None = None
-    place_items: list[_Item] = []
-    place_lastmod: date | None = None
+    def render_hubs() -> None:
+        """The state and place hubs, from one more pass over the hub members (grouped by state, then place)."""
+        state: _Link | None = None
+        state_count = 0
+        state_lastmod: date | None = None
+        places: list[tuple[_Link, list[_Item], date | None]] = []
+        state_items: list[_Item] = []
+        current_place: tuple[str, str] | None = None
+        place_items: list[_Item] = []
+        place_lastmod: date | None = None
 
-    def close_place() -> None:
-        if current_place is None:
-            return
-        path, label = current_place
-        if path == state_path_now:  # state mode: the state's own articles
-            state_items.extend(place_items)
-        else:
-            places.append((_Link(path, label, len(place_items)), list(place_items), place_lastmod))
+        def close_place() -> None:
+            if current_place is None:
+                return
+            path, label = current_place
+            if path == state_path_now:  # state mode: the state's own articles
+                state_items.extend(place_items)
+            else:
+                places.append((_Link(path, label, len(place_items)), list(place_items), place_lastmod))
 
-    state_path_now = ""
-    for member in hub_members():
-        if state is None or member.state_path != state.path:
-            close_place()
-            if state is not None:
-                flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
-                states.append(_Link(state.path, state.label, state_count))
-            state = _Link(member.state_path, member.state_label)
-            state_path_now = member.state_path
-            state_count, state_lastmod, places, state_items = 0, None, [], []
-            current_place, place_items, place_lastmod = None, [], None
-        if current_place is None or member.place_path != current_place[0]:
-            close_place()
-            current_place, place_items, place_lastmod = (member.place_path, member.place_label), [], None
-        place_items.append(_Item(urls.article_path(member.slug), member.title))
-        state_count += 1
-        if place_lastmod is None or member.modified > place_lastmod:
-            place_lastmod = member.modified
-        if state_lastmod is None or member.modified > state_lastmod:
-            state_lastmod = member.modified
-    close_place()
-    if state is not None:
-        flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
-        states.append(_Link(state.path, state.label, state_count))
-    if progress:
-        progress("hubs", result.hubs)
+        state_path_now = ""
+        for member in hub_members():
+            if state is None or member.state_path != state.path:
+                close_place()
+                if state is not None:
+                    flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
+                    states.append(_Link(state.path, state.label, state_count))
+                state = _Link(member.state_path, member.state_label)
+                state_path_now = member.state_path
+                state_count, state_lastmod, places, state_items = 0, None, [], []
+                current_place, place_items, place_lastmod = None, [], None
+            if current_place is None or member.place_path != current_place[0]:
+                close_place()
+                current_place, place_items, place_lastmod = (member.place_path, member.place_label), [], None
+            place_items.append(_Item(urls.article_path(member.slug), member.title))
+            state_count += 1
+            if place_lastmod is None or member.modified > place_lastmod:
+                place_lastmod = member.modified
+            if state_lastmod is None or member.modified > state_lastmod:
+                state_lastmod = member.modified
+        close_place()
+        if state is not None:
+            flush_state(_Link(state.path, state.label, state_count), places, state_items, state_lastmod)
+            states.append(_Link(state.path, state.label, state_count))
+        if progress:
+            progress("hubs", result.hubs)
 
     # --- articles ---------------------------------------------------------------------------------------------------
     # Phase 1 walks the article stream (light rows when `article_bodies` is given: no bodies) and keeps every article
@@ -867,7 +902,9 @@ def build_site(
 
     html_type = CONTENT_TYPES[".html"]
     pending: dict[str, str | None] = {}  # slug -> inputs digest (None: known only once the body is read)
-    for article in articles():
+    # a first build (no previous files to keep) needs no light rows: the hub members gave every slug and date
+    first_build = article_bodies is not None and not output.previous
+    for article in _sitemap_rows(modified_by_slug) if first_build else articles():
         path = urls.article_path(article.slug)
         if path in page_paths:
             raise BuildError(f"{page_paths[path].kind} '{page_paths[path].slug}' would take the article's page at "
@@ -877,8 +914,10 @@ def build_site(
         sitemap.add(path, article.modified)
         result.articles += 1
         relative = page_file(path)
-        if article.nearby is not None:
-            inputs: str | None = article_inputs(article, tuple(p for p in article.nearby if p not in article_paths))
+        if first_build:
+            inputs: str | None = None
+        elif article.nearby is not None:
+            inputs = article_inputs(article, tuple(p for p in article.nearby if p not in article_paths))
         elif article_bodies is None:
             inputs = article_inputs(article, published_nearby(article.content, article_paths)[1])
         else:
@@ -909,17 +948,22 @@ def build_site(
 
         slugs = sorted(pending)
         if workers > 1 and len(slugs) >= PARALLEL_MIN_PAGES:
-            # the second half in a forked process (its own database connection: `after_fork`), the first here
-            cut = len(slugs) // 2
+            # the last articles in a forked process (its own database connections: `after_fork`); here the hubs,
+            # then the first articles (fewer: the hubs take their time)
+            cut = int(len(slugs) * PARENT_SHARE)
             with _Forked(output, lambda: render_bodies(slugs[cut:]), after_fork) as forked:
+                render_hubs()
                 vanished = render_bodies(slugs[:cut])
                 vanished += forked.join()
             del slugs
         else:
+            render_hubs()
             vanished = render_bodies(slugs)
         if vanished:
             raise BuildError(f"{len(vanished)} article(s) vanished while the site was built (first: "
                              f"{vanished[0]}): build again")
+    else:
+        render_hubs()
 
     # --- pages and posts --------------------------------------------------------------------------------------------
     for path, static in sorted(page_paths.items()):
@@ -943,6 +987,7 @@ def build_site(
                 "crumbs": [("Home", urls.HOME), (static.title, None)],
             }
             view = {"title": static.title, "kind": static.kind, "published": static.published,
+                    "modified": static.modified,
                     "body": _clean(static.content)}
             return theme.render("page.html", page=page, static=view, **base)
 

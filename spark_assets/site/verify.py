@@ -87,6 +87,8 @@ class Page:
     refs: tuple[str, ...] = ()  # raw href/src values of a, link, script, img (external ones included)
     jsonld: tuple[str, ...] = ()  # raw text of each application/ld+json block
     breadcrumbs: tuple[str, ...] = ()  # BreadcrumbList `item` URLs found in the JSON-LD blocks that parse
+    trail: tuple[tuple[str, str | None], ...] = ()  # the breadcrumb trail it shows: (name, href; None = this page)
+    times: tuple[str, ...] = ()  # the `datetime` of every <time> it shows
     leftovers: tuple[str, ...] = ()  # template markup ("{{", "{%", ...) found in visible text
     escaped: bool = False  # the body shows escaped markup ("&lt;strong&gt;") to a reader
     has_text: bool = False  # the body has visible text
@@ -165,8 +167,13 @@ def _read_page(root: Path, rel: str) -> Page:
     refs: list[str] = []
     blocks: list[str] = []
     h1s: list[str] = []
-    for el in doc.iter("a", "link", "script", "img", "h1", "title"):  # one walk of the tree
+    times: list[str] = []
+    for el in doc.iter("a", "link", "script", "img", "h1", "title", "time"):  # one walk of the tree
         tag = el.tag
+        if tag == "time":
+            if el.get("datetime"):
+                times.append(el.get("datetime").strip())
+            continue
         if tag == "h1":
             h1s.append(_squash("".join(el.itertext())))
             continue
@@ -184,6 +191,11 @@ def _read_page(root: Path, rel: str) -> Page:
             page.canonical = value
         refs.append(value)
     page.h1s = h1s
+    page.times = tuple(times)
+    page.trail = tuple(
+        (_squash("".join(li.itertext())), (li.find("a").get("href") if li.find("a") is not None else None))
+        for li in doc.xpath('//nav[contains(concat(" ", normalize-space(@class), " "), " crumbs ")]//li')
+    )
     page.refs = tuple(refs)
     page.jsonld = tuple(blocks)
     crumbs: list[str] = []
@@ -733,14 +745,91 @@ def _block_problems(where: str, block: str) -> list[str]:
     return out
 
 
+#: what a page's JSON-LD could claim that no data of ours holds (self-serving review markup is also against Google's
+#: structured-data policies)
+CLAIMS_WITHOUT_DATA = frozenset({"aggregateRating", "review", "reviews"})
+#: nodes that describe the page itself: their url / mainEntityOfPage is the page's canonical
+PAGE_TYPES = ARTICLE_TYPES | {"WebPage", "CollectionPage", "AboutPage", "ContactPage", "FAQPage"}
+
+
+def _url_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("@id") or value.get("url")
+    return value if isinstance(value, str) else None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def fact_problems(where: str, doc: Any, page: Page, origin: str) -> list[str]:
+    """What a page's JSON-LD states that the page itself does not: a JSON-LD block names only facts of our data, and
+    the page shows those facts (it is rendered from the same rows). Checked where the page shows the fact:
+    - a node about the page (Article, WebPage, ...) has the page's canonical as its `url` / `mainEntityOfPage`;
+    - an article's `datePublished` / `dateModified` are dates the page shows (`<time datetime>`);
+    - an article's `headline` is the page's title, H1 or last breadcrumb (or the start of one, cut with an ellipsis);
+    - a BreadcrumbList is the breadcrumb trail the page shows, name for name and link for link;
+    - an `about` / `areaServed` place is one of the trail's places;
+    - no ratings or reviews (CLAIMS_WITHOUT_DATA): nothing we hold backs them."""
+    out: list[str] = []
+    trail_names = {name for name, _ in page.trail}
+    headings = [h for h in [page.title, *page.h1s, *(name for name, _ in page.trail[-1:])] if h]
+    for node in _nodes(doc):
+        types = set(_types(node))
+        name = next(iter(sorted(types)), "node")
+        for key in sorted(CLAIMS_WITHOUT_DATA.intersection(node)):
+            out.append(f"{where}: {name} claims {key}, which no data of ours holds")
+        if types & PAGE_TYPES and page.canonical:
+            for prop in ("url", "mainEntityOfPage"):
+                value = _url_of(node.get(prop))
+                if value is not None and value.split("#")[0] != page.canonical:
+                    out.append(f"{where}: {name} {prop} {value} is not the page's canonical {page.canonical}")
+        if types & ARTICLE_TYPES:
+            for prop in ("datePublished", "dateModified"):
+                value = node.get(prop)
+                if page.times and isinstance(value, str) and value not in page.times:
+                    out.append(f"{where}: {name} {prop} {value} is not a date the page shows "
+                               f"({', '.join(page.times)})")
+            headline = node.get("headline")
+            if isinstance(headline, str) and headings:
+                stem = headline[:-1].rstrip() if headline.endswith("…") else headline
+                if not any(h == headline or (stem != headline and h.startswith(stem)) for h in headings):
+                    out.append(f"{where}: {name} headline {headline!r} is not the page's title, H1 or breadcrumb")
+        if "BreadcrumbList" in types and page.trail:
+            stated = [(element.get("name"), _url_of(element.get("item")))
+                      for element in _as_list(node.get("itemListElement") or []) if isinstance(element, dict)]
+            shown = [(n, urljoin(origin + "/", href) if href else page.canonical) for n, href in page.trail]
+            if stated != shown:
+                out.append(f"{where}: its BreadcrumbList ({' > '.join(str(n) for n, _ in stated)}) is not the trail "
+                           f"the page shows ({' > '.join(n for n, _ in page.trail)})")
+        if page.trail:
+            for prop in ("about", "areaServed"):
+                for place in _as_list(node.get(prop)):
+                    place_name = place.get("name") if isinstance(place, dict) else place
+                    if isinstance(place_name, str) and place_name not in trail_names:
+                        out.append(f"{where}: {name} {prop} {place_name!r} is not a place of the page's breadcrumbs")
+    return out
+
+
 def _blocks_problems(items: list[tuple[str, str]]) -> list[str]:
     return [p for where, block in items for p in _block_problems(where, block)]
+
+
+def _page_fact_problems(index: BuildIndex) -> Iterator[str]:
+    for page in index.pages.values():
+        for n, block in enumerate(page.jsonld, start=1):
+            try:
+                doc = json.loads(block)
+            except ValueError:
+                continue  # reported as not parsing
+            yield from fact_problems(f"{page.path}: JSON-LD block {n}", doc, page, index.origin)
 
 
 def jsonld_problems(build: BuildIndex | str | os.PathLike[str], domain: str | None = None,
                     limit: int = DEFAULT_LIMIT, processes: int | None = None) -> Problems:
     """Every application/ld+json block parses and expands (pyld, vendored schema.org context) to something non-empty,
-    uses only terms schema.org defines, and each Article has ISO `datePublished` and `dateModified`.
+    uses only terms schema.org defines, each Article has ISO `datePublished` and `dateModified`, and it states only
+    what the page shows (`fact_problems`).
 
     Expansion costs about 2 ms a block, so 100,000 pages take minutes on one core: `processes=2` (or more) expands in
     that many worker processes (started with `spawn`, so the caller's main module must be importable without side
@@ -764,6 +853,8 @@ def jsonld_problems(build: BuildIndex | str | os.PathLike[str], domain: str | No
     for chunk in results:
         for message in chunk:
             problems.add(message)
+    for message in _page_fact_problems(index):
+        problems.add(message)
     return problems
 
 
