@@ -274,3 +274,10 @@ def test_a_link_leads_somewhere_the_site_will_have_or_is_broken():
     assert broken_links(content, pages, {"/services/x"}) == [
         "/nowhere/", "//evil.example/", "javascript:alert(1)", "relative/"
     ]
+
+
+def test_a_link_target_without_a_trailing_slash_is_warned_with_the_path_to_write():
+    targets = [{"url": "/contact", "anchor": "contact us"}, {"url": "/services/roof-repair/", "anchor": "roof repair"},
+               {"url": "/files/guide.pdf", "anchor": "the guide"}, {"url": "https://partner.example/x", "anchor": "x"}]
+    warnings = [w for w in blueprint_warnings(_blueprint(link_targets=targets)) if w.field.startswith("link_targets")]
+    assert [(w.field, "write '/contact/'" in w.message) for w in warnings] == [("link_targets[0].url", True)]

@@ -187,6 +187,20 @@ def test_broken_link_is_caught(site: Path) -> None:
     assert problems.total == 1 and "about/index.html" in problems[0] and "/no-such-page/" in problems[0]
 
 
+def test_responsive_images_and_share_images_are_checked_too(site: Path) -> None:
+    _write(site, "img/roof-1x.png", "png")
+    path = site / "about/index.html"
+    path.write_text(path.read_text()
+                    .replace("<p>Family owned.</p>", '<p>Family owned.</p><picture><source srcset="/img/roof.webp 1x">'
+                             '<img src="/img/roof-1x.png" srcset="/img/roof-1x.png 1x, /img/roof-2x.png 2x" alt="">'
+                             "</picture>")
+                    .replace("</head>", '<meta property="og:image" content="/img/share.png">'
+                             '<meta name="twitter:image" content="https://cdn.example.org/share.png"></head>'))
+    problems = v.broken_references(site, DOMAIN)
+    assert sorted(problems) == [f"about/index.html: broken link '/img/{name}'"
+                                for name in ("roof-2x.png", "roof.webp", "share.png")]
+
+
 def test_missing_asset_and_absolute_internal_link_are_caught(site: Path) -> None:
     (site / CSS).unlink()
     path = site / "about/index.html"

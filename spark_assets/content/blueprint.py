@@ -929,7 +929,8 @@ def blueprint_warnings(
     longest: dict[str, int] | None = None,
 ) -> list[Problem]:
     """Warnings about SEO templates: a title or description template none of whose variations fits its limits for the
-    longest token values, and a pattern (the H1) with no place token. `longest` gives the campaign's real longest
+    longest token values, a pattern (the H1) with no place token, and a link target whose site path has no trailing
+    slash (pages are served at `/<slug>/`). `longest` gives the campaign's real longest
     place/site values when known; otherwise the estimates above are used and the warning says so."""
 
     lines = lines or {}
@@ -955,6 +956,14 @@ def blueprint_warnings(
             path = ("patterns", i, "logic")
             out.append(Problem(format_path(path), "a pattern with no place token ({{city}}, {{county}}, {{state}}, "
                                "{{location}}) gives the same H1 in every place", _nearest_line(path, lines)))
+    for i, target in enumerate(blueprint.link_targets):
+        url_path = target.url.split("?")[0].split("#")[0]
+        last = url_path.rsplit("/", 1)[-1]
+        if target.url.startswith("/") and last and "." not in last:  # a page path without its trailing slash
+            path = ("link_targets", i, "url")
+            out.append(Problem(format_path(path), f"'{target.url}' has no trailing slash: the site serves pages at "
+                               f"'{url_path}/', so the link goes through a redirect or fails the build's link check; "
+                               f"write '{url_path}/'", _nearest_line(path, lines)))
     low, high = seo.META_DESCRIPTION_RANGE
     for path, text, kind in templates:
         shortest, longest_length = seo.longest_length(spintax.parse(text), lengths)

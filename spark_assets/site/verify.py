@@ -147,6 +147,7 @@ def _kind(rel: str) -> str:
 
 
 _REF_ATTR = {"a": "href", "link": "href", "script": "src", "img": "src"}
+_IMAGE_META = frozenset({"og:image", "og:image:url", "og:image:secure_url", "twitter:image"})
 _HTML_PARSER = etree.HTMLParser(encoding="utf-8", no_network=True, remove_comments=True)  # builds are UTF-8
 
 
@@ -168,8 +169,18 @@ def _read_page(root: Path, rel: str) -> Page:
     blocks: list[str] = []
     h1s: list[str] = []
     times: list[str] = []
-    for el in doc.iter("a", "link", "script", "img", "h1", "title", "time"):  # one walk of the tree
+    for el in doc.iter("a", "link", "script", "img", "h1", "title", "time", "meta", "source"):  # one walk
         tag = el.tag
+        if tag == "meta":  # the image a share shows: og:image, twitter:image
+            if (el.get("property") or el.get("name") or "").lower() in _IMAGE_META and el.get("content"):
+                refs.append(el.get("content").strip())
+            continue
+        if tag in ("img", "source") and el.get("srcset"):  # every candidate of a responsive image
+            refs.extend(candidate.split()[0] for candidate in el.get("srcset").split(",") if candidate.split())
+            if tag == "source":
+                continue
+        if tag == "source":
+            continue
         if tag == "time":
             if el.get("datetime"):
                 times.append(el.get("datetime").strip())
@@ -331,7 +342,8 @@ def _hint(index: BuildIndex, url_path: str) -> str:
 
 def broken_references(build: BuildIndex | str | os.PathLike[str], domain: str | None = None,
                       limit: int = DEFAULT_LIMIT) -> Problems:
-    """Every internal href/src (a, link, script, img) and every BreadcrumbList `item` resolves to a build file."""
+    """Every internal href/src (a, link, script, img), srcset candidate (img, source), share image (og:image,
+    twitter:image) and every BreadcrumbList `item` resolves to a build file."""
     index = _index(build, domain)
     problems = Problems(limit)
     origin = index.origin
