@@ -55,7 +55,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     imported = time.perf_counter()
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import FEED_SIZE, Theme, build_site, load_manifest, unchanged_build
+    from spark_assets.site.build import FEED_SIZE, Theme, build_site, frozen_heap, load_manifest, unchanged_build
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -63,34 +63,35 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     baseline = _memory_mb("VmRSS")
     cpu = os.times()
     started = time.perf_counter()
-    with engine.begin() as conn:
-        row, site = site_inputs.load_site(conn, DOMAIN, None)
-        fingerprint = site_inputs.site_fingerprint(conn, row.id)
-    theme = Theme(None)
-    previous_files, previous_header = load_manifest(previous)
-    result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
-    if result is None:
+    with frozen_heap():  # as the asset does
         with engine.begin() as conn:
-            pages = site_inputs.static_pages(conn, row.id)
-            hubs = site_inputs.hub_texts(conn, row.id)
-            latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
-        result = build_site(
-            site,
-            root,
-            articles=lambda: site_inputs.stream_articles(engine, row.id),
-            hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
-            article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
-            latest=latest,
-            pages=pages,
-            hub_texts=hubs,
-            previous=previous_files,
-            theme=theme,
-            fingerprint=fingerprint,
-            previous_header=previous_header,
-            workers=workers,
-            after_fork=lambda: engine.dispose(close=False),
-        )
-    result.write_manifest(manifest_out, "bench", DOMAIN)
+            row, site = site_inputs.load_site(conn, DOMAIN, None)
+            fingerprint = site_inputs.site_fingerprint(conn, row.id)
+        theme = Theme(None)
+        previous_files, previous_header = load_manifest(previous)
+        result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
+        if result is None:
+            with engine.begin() as conn:
+                pages = site_inputs.static_pages(conn, row.id)
+                hubs = site_inputs.hub_texts(conn, row.id)
+                latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
+            result = build_site(
+                site,
+                root,
+                articles=lambda: site_inputs.stream_articles(engine, row.id),
+                hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
+                article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
+                latest=latest,
+                pages=pages,
+                hub_texts=hubs,
+                previous=previous_files,
+                theme=theme,
+                fingerprint=fingerprint,
+                previous_header=previous_header,
+                workers=workers,
+                after_fork=lambda: engine.dispose(close=False),
+            )
+        result.write_manifest(manifest_out, "bench", DOMAIN)
     seconds = time.perf_counter() - started
     cpu_end = os.times()
     second = result.second_process_peak_rss_mb  # the forked renderer's own peak (0 when none ran)

@@ -31,7 +31,15 @@ from dagster import (
 from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.site import verify
-from spark_assets.site.build import FEED_SIZE, BuildError, Theme, build_site, load_manifest, unchanged_build
+from spark_assets.site.build import (
+    FEED_SIZE,
+    BuildError,
+    Theme,
+    build_site,
+    frozen_heap,
+    load_manifest,
+    unchanged_build,
+)
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
 
@@ -107,54 +115,55 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         base = builds_root() / domain
         build_id = site_inputs.start_build(conn, row.id, base / "site")
     root = base / "site"
-    try:
-        private_directory(base / "manifests")
-        theme = Theme(themes_root() / domain)
-        previous_files, previous_header = load_manifest(previous_manifest)
-        # nothing changed (the fingerprint, one aggregate query, says so): the previous build is this one
-        result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
-        if result is None:
+    with frozen_heap():  # the run worker's long-lived heap left out of the GC's passes while the build allocates
+        try:
+            private_directory(base / "manifests")
+            theme = Theme(themes_root() / domain)
+            previous_files, previous_header = load_manifest(previous_manifest)
+            # nothing changed (the fingerprint, one aggregate query, says so): the previous build is this one
+            result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
+            if result is None:
+                with database.begin() as conn:
+                    pages = site_inputs.static_pages(conn, row.id)
+                    hubs = site_inputs.hub_texts(conn, row.id)
+                    latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
+                engine = database.engine
+                result = build_site(
+                    site,
+                    root,
+                    articles=lambda: site_inputs.stream_articles(engine, row.id),
+                    hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
+                    article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
+                    latest=latest,
+                    pages=pages,
+                    hub_texts=hubs,
+                    previous=previous_files,
+                    theme=theme,
+                    fingerprint=fingerprint,
+                    previous_header=previous_header,
+                    progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
+                    workers=build_workers(),
+                    # the second renderer gets its own connections: the parent's stay the parent's
+                    after_fork=lambda: engine.dispose(close=False),
+                )
+            manifest_path = base / "manifests" / f"{build_id}.json"
+            result.write_manifest(manifest_path, str(build_id), domain)
+        except (BuildError, OSError, jinja2.TemplateError) as exc:
+            # what the operator can fix (a slug collision, a path, the site's own template): said as it is
+            detail = str(exc)
+            if isinstance(exc, jinja2.TemplateError):
+                detail = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, jinja2.TemplateSyntaxError):
+                    detail += f" ({exc.name}, line {exc.lineno})"
+            message = f"site build for {domain}: {detail}"
             with database.begin() as conn:
-                pages = site_inputs.static_pages(conn, row.id)
-                hubs = site_inputs.hub_texts(conn, row.id)
-                latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
-            engine = database.engine
-            result = build_site(
-                site,
-                root,
-                articles=lambda: site_inputs.stream_articles(engine, row.id),
-                hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
-                article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
-                latest=latest,
-                pages=pages,
-                hub_texts=hubs,
-                previous=previous_files,
-                theme=theme,
-                fingerprint=fingerprint,
-                previous_header=previous_header,
-                progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
-                workers=build_workers(),
-                # the second renderer gets its own connections: the parent's stay the parent's
-                after_fork=lambda: engine.dispose(close=False),
-            )
-        manifest_path = base / "manifests" / f"{build_id}.json"
-        result.write_manifest(manifest_path, str(build_id), domain)
-    except (BuildError, OSError, jinja2.TemplateError) as exc:
-        # what the operator can fix (a slug collision, a path, the site's own template): said as it is
-        detail = str(exc)
-        if isinstance(exc, jinja2.TemplateError):
-            detail = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, jinja2.TemplateSyntaxError):
-                detail += f" ({exc.name}, line {exc.lineno})"
-        message = f"site build for {domain}: {detail}"
-        with database.begin() as conn:
-            site_inputs.fail_build(conn, build_id, message)
-        raise Failure(description=message) from None
-    except Exception as exc:
-        # a bug: recorded by its type only (the traceback stays in the run's log), so the row never stays 'building'
-        with database.begin() as conn:
-            site_inputs.fail_build(conn, build_id, f"site build for {domain}: unexpected {type(exc).__name__}")
-        raise
+                site_inputs.fail_build(conn, build_id, message)
+            raise Failure(description=message) from None
+        except Exception as exc:
+            # a bug: recorded by its type only (the traceback stays in the run's log), so the row never stays 'building'
+            with database.begin() as conn:
+                site_inputs.fail_build(conn, build_id, f"site build for {domain}: unexpected {type(exc).__name__}")
+            raise
     duration = time.perf_counter() - started
     checked = time.perf_counter()
     index = verify.scan(root, domain)

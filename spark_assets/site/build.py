@@ -27,6 +27,7 @@ every path is checked to stay inside the build root before anything is written.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import html
 import os
@@ -34,10 +35,11 @@ import pickle
 import re
 import signal
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
@@ -53,7 +55,8 @@ from spark_assets.site.model import ArticlePage, HubText, Site, StaticPage
 
 THEME_DIRECTORY = Path(__file__).parent / "theme"
 #: the templates a site may override, each by a file of the same name in its override folder
-TEMPLATES = ("base.html", "header.html", "footer.html", "article.html", "hub.html", "home.html", "page.html", "404.html", "tracking.js")
+TEMPLATES = ("base.html", "header.html", "footer.html", "article.html", "hub.html", "home.html", "page.html", "404.html",
+             "tracking.js")
 HUB_PAGE_SIZE = 50
 FEED_SIZE = 20
 HOME_LATEST = 12
@@ -641,6 +644,22 @@ class _Sitemap:
         self.output.add("sitemap.xml", _digest(text), lambda: text.encode())
 
 
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While a build runs, the objects that exist before it (the interpreter's and Dagster's: a heap of a million
+    objects that lives as long as the process) are left out of the garbage collector's passes (`gc.freeze`); each
+    full pass walked them all (reading a 10,000-file manifest: 220 ms, 44 ms frozen). What the build allocates is
+    collected as always. A no-op when the caller froze the heap already."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def unchanged_build(site: Site, root: Path, fingerprint: str | None, theme: Theme,
                     previous: Mapping[str, FileEntry] | None, previous_header: Mapping[str, Any] | None,
                     ) -> BuildResult | None:
@@ -652,8 +671,9 @@ def unchanged_build(site: Site, root: Path, fingerprint: str | None, theme: Them
     site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site)
     if previous_header.get("site_inputs") != site_inputs:
         return None
-    root_text = os.fspath(root)
-    if not all(os.path.isfile(os.path.join(root_text, p)) for p in previous):
+    prefix = os.fspath(root) + os.sep
+    isfile = os.path.isfile
+    if not all(isfile(prefix + p) for p in previous):
         return None
     counts = previous_header.get("counts", {})
     files = sorted(previous.values())
