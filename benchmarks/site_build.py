@@ -100,7 +100,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
         "cpu_seconds": round(sum(cpu_end[:4]) - sum(cpu[:4]), 2),
         "imports_seconds": round(imports, 3),
         "files": len(result.files),
-        "html_pages": sum(1 for f in result.files if f.path.endswith(".html")),
+        "html_pages": result.files.html_count,
         "articles": result.articles,
         "hubs": result.hubs,
         "written": result.written,

@@ -34,6 +34,7 @@ from spark_assets.site.build import (
     BuildResult,
     FileEntry,
     HubMember,
+    SlugRange,
     Theme,
     build_site,
     check_relative_path,
@@ -157,25 +158,36 @@ def test_two_builds_of_the_same_inputs_are_byte_identical(tmp_path):
 def test_two_rendering_processes_write_the_same_files_and_a_failure_in_the_second_is_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "PARALLEL_MIN_PAGES", 2)
     ordered = sorted(ARTICLES, key=lambda a: a.slug)
-    light = [replace(a, content="", schema_text="", version="v1", nearby=()) for a in ordered]
 
     def bodies(slugs, fail_on=None):
-        if fail_on in slugs:
+        if isinstance(slugs, SlugRange):  # a first build: a range of slugs
+            chosen = [a for a in ordered if (slugs.low is None or a.slug >= slugs.low)
+                      and (slugs.high is None or a.slug < slugs.high)]
+        else:  # a rebuild: the slugs to render
+            chosen = [a for a in ordered if a.slug in set(slugs)]
+        if fail_on in {a.slug for a in chosen}:
             raise ValueError(f"the row of {fail_on} is unreadable")
-        return iter([a for a in ordered if a.slug in set(slugs)])
+        return iter(chosen)
 
-    def build(root, workers, fail_on=None):
+    def build(root, workers, fail_on=None, previous=None, version="v1"):
+        light = [replace(a, content="", schema_text="", version=version, nearby=()) for a in ordered]
         return build_site(SITE, root, articles=lambda: iter(light), hub_members=lambda: iter(_members(ARTICLES)),
                           article_bodies=lambda slugs: bodies(slugs, fail_on), latest=ordered, workers=workers,
-                          after_fork=lambda: (tmp_path / f"forked-{os.getpid()}").touch())
+                          after_fork=lambda: (tmp_path / f"forked-{os.getpid()}").touch(), previous=previous)
 
     one = build(tmp_path / "one", workers=1)
-    two = build(tmp_path / "two", workers=2)
+    two = build(tmp_path / "two", workers=2)  # a first build: two slug ranges
     assert _files(tmp_path / "one") == _files(tmp_path / "two") and one.manifest_hash == two.manifest_hash
     assert (one.written, one.bytes, one.articles) == (two.written, two.bytes, two.articles)
+    assert sorted(one.files) == sorted(two.files)
     forks = [int(p.name.split("-")[1]) for p in tmp_path.glob("forked-*")]
     assert len(forks) == 1 and forks[0] != os.getpid() and two.second_process_peak_rss_mb > 0
-    with pytest.raises(ValueError, match=f"the row of {ordered[-1].slug} is unreadable"):  # the second half's
+    # a rebuild where every article changed: the slugs to render split between the two
+    again = build(tmp_path / "two", workers=2, previous={f.path: f for f in two.files}, version="v2")
+    assert again.skipped + again.written + again.rendered_unchanged == len(two.files)
+    assert again.rendered_unchanged == len(ARTICLES) and again.manifest_hash == two.manifest_hash
+    assert len(list(tmp_path.glob("forked-*"))) == 2
+    with pytest.raises(ValueError, match=f"the row of {ordered[-1].slug} is unreadable"):  # the second process's
         build(tmp_path / "three", workers=2, fail_on=ordered[-1].slug)
 
 

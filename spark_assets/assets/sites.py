@@ -179,8 +179,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
     check_seconds = time.perf_counter() - checked
     with database.begin() as conn:
         site_inputs.finish_build(
-            conn, build_id, article_count=result.articles, page_count=sum(
-                1 for f in result.files if f.path.endswith(".html")),
+            conn, build_id, article_count=result.articles, page_count=result.files.html_count,
             total_bytes=result.bytes, manifest_hash=result.manifest_hash, manifest_path=str(manifest_path),
             files_written=result.written, files_skipped=result.skipped + result.rendered_unchanged,
             files_removed=result.removed, hub_count=result.hubs, duration_ms=int(duration * 1000),

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from spark_assets.content import urls
 from spark_assets.content.geo import GeoTarget
-from spark_assets.site.build import HubMember
+from spark_assets.site.build import HubMember, SlugRange
 from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
 
 #: how an article's place is read: its permutation's geo target (the same data its breadcrumbs were made from)
@@ -120,9 +120,20 @@ def stream_articles(engine: Engine, site_id: UUID) -> Iterator[ArticlePage]:
             yield _article(row, light=True)
 
 
-def stream_article_bodies(engine: Engine, site_id: UUID, slugs: list[str] | None = None) -> Iterator[ArticlePage]:
-    """The full rows of the site's published articles among `slugs` (all of them when None), ordered by slug,
-    streamed."""
+def stream_article_bodies(engine: Engine, site_id: UUID,
+                          slugs: list[str] | SlugRange | None = None) -> Iterator[ArticlePage]:
+    """The full rows of the site's published articles among `slugs` (a list, a SlugRange, or all of them when None),
+    ordered by slug (code points), streamed."""
+    if isinstance(slugs, SlugRange):
+        bounds = "".join([" AND a.slug COLLATE \"C\" >= :low" if slugs.low is not None else "",
+                          " AND a.slug COLLATE \"C\" < :high" if slugs.high is not None else ""])
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+                sa.text(f"SELECT {_FULL_COLUMNS} {_PUBLISHED}{bounds} ORDER BY {_BY_SLUG}"),
+                {"s": site_id, "low": slugs.low, "high": slugs.high})
+            for row in result:
+                yield _article(row)
+        return
     wanted = set(slugs) if slugs is not None else None
     with engine.connect() as conn:
         if wanted is not None and len(wanted) <= 2 * STREAM_ROWS:

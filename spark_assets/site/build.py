@@ -32,14 +32,19 @@ import hashlib
 import html
 import os
 import pickle
+import random
 import re
 import signal
 import stat
+import tempfile
+import weakref
+from array import array
+from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Container, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
@@ -66,6 +71,8 @@ SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 PARALLEL_MIN_PAGES = 2000
 #: the share of the articles the first process renders when two do (it renders the hubs as well)
 PARENT_SHARE = 0.42
+#: slugs sampled to place that split on a first build
+SPLIT_SAMPLE = 2000
 #: bumped when what a page is made of changes in code (not in templates: those are hashed)
 BUILD_FORMAT = "1"
 
@@ -119,9 +126,104 @@ class FileEntry(NamedTuple):
     inputs: str  # digest of what the file is made of
 
 
+_HASH_MODULUS = 1 << 256
+
+
+def _entry_digest(entry: FileEntry) -> int:
+    return int.from_bytes(hashlib.sha256(f"{entry.path}\t{entry.sha256}\t{entry.content_type}\n".encode()).digest())
+
+
+def manifest_hash(files: Iterable[FileEntry]) -> str:
+    """One digest of a build's files (path, content hash, content type), whatever their order: the sum of each
+    entry's sha256 modulo 2^256, so two processes can record their files in any order and agree."""
+    return f"{sum(map(_entry_digest, files)) % _HASH_MODULUS:064x}"
+
+
+class FileList:
+    """A build's file entries, spilled to a temporary file as they are recorded (one JSON line each) rather than kept
+    in memory, with their count, HTML pages, bytes and manifest hash kept as they come. Iterating reads them back in
+    the order they were recorded. `FileList.of(entries)` holds a list instead (a reused manifest: already read)."""
+
+    def __init__(self) -> None:
+        descriptor, self.path = tempfile.mkstemp(prefix="spark-build-files-")
+        self._writer = os.fdopen(descriptor, "wb", buffering=1 << 16)
+        self._items: list[FileEntry] | None = None
+        weakref.finalize(self, _discard, self._writer, self.path, os.getpid())
+        self.count = self.html_count = self.bytes = self._sum = 0
+
+    @classmethod
+    def of(cls, entries: Iterable[FileEntry], manifest_hash: str = "") -> "FileList":
+        """A list held in memory (a manifest already read); its hash is `manifest_hash` when given."""
+        self = cls.__new__(cls)
+        self.path, self._writer = "", None
+        self._items = list(entries)
+        self.count = len(self._items)
+        self.html_count = sum(1 for e in self._items if e.path.endswith(".html"))
+        self.bytes = sum(e.size for e in self._items)
+        self._sum = int(manifest_hash, 16) if manifest_hash else sum(map(_entry_digest, self._items))
+        return self
+
+    def append(self, entry: FileEntry) -> None:
+        if self._items is not None:
+            self._items.append(entry)
+        else:
+            self._writer.write(orjson.dumps(list(entry)) + b"\n")
+        self.count += 1
+        self.html_count += entry.path.endswith(".html")
+        self.bytes += entry.size
+        self._sum += _entry_digest(entry)
+
+    def absorb(self, path: str) -> list[str]:
+        """Append the entries another process spilled to `path` (then removed); their paths."""
+        paths = []
+        with open(path, "rb") as lines:
+            for line in lines:
+                entry = FileEntry(*orjson.loads(line))
+                self.append(entry)
+                paths.append(entry.path)
+        os.unlink(path)
+        return paths
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def detach(self) -> str:
+        """Flush and hand the spill file over to whoever absorbs it (a forked child's list, at its end)."""
+        self._writer.flush()
+        return self.path
+
+    @property
+    def hash(self) -> str:
+        return f"{self._sum % _HASH_MODULUS:064x}"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        if self._items is not None:
+            yield from self._items
+            return
+        self._writer.flush()
+        with open(self.path, "rb") as lines:
+            for line in lines:
+                yield FileEntry(*orjson.loads(line))
+
+
+def _discard(writer: Any, path: str, owner: int) -> None:
+    """Remove a spill file, in the process that made it only (a forked child drops its copy of the parent's list)."""
+    if os.getpid() != owner:
+        return
+    try:
+        writer.close()
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 @dataclass
 class BuildResult:
-    files: list[FileEntry]
+    files: FileList
     written: int = 0
     rendered_unchanged: int = 0
     skipped: int = 0
@@ -138,19 +240,21 @@ class BuildResult:
     second_process_peak_rss_mb: float = 0.0
 
     def write_manifest(self, path: Path, build_id: str, domain: str) -> None:
-        """The manifest as JSON (the same document as `manifest()`), written a thousand files at a time through a
-        temporary file renamed into place: memory does not grow with the site."""
+        """The manifest as JSON (the same document as `manifest()`), its header on the first line, then one file
+        per line, streamed from the file list into a temporary file renamed into place: memory does not grow with
+        the site."""
         header = self.manifest(build_id, domain, files=False)
         temporary = path.with_name(f".{path.name}.tmp")
-        with open(temporary, "wb") as handle:
+        with open(temporary, "wb", buffering=1 << 16) as handle:
             handle.write(orjson.dumps(header)[:-1] + b',"files":[\n')
-            for start in range(0, len(self.files), 1000):
-                chunk = self.files[start:start + 1000]
-                handle.write(b",\n".join(
-                    orjson.dumps({"path": f.path, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
-                                  "inputs": f.inputs}) for f in chunk))
-                handle.write(b",\n" if start + 1000 < len(self.files) else b"\n")
-            handle.write(b"]}\n")
+            first = True
+            for f in self.files:
+                if not first:
+                    handle.write(b",\n")
+                first = False
+                handle.write(orjson.dumps({"path": f.path, "sha256": f.sha256, "size": f.size,
+                                           "content_type": f.content_type, "inputs": f.inputs}))
+            handle.write(b"\n]}\n")
         os.replace(temporary, path)
 
     def manifest(self, build_id: str, domain: str, files: bool = True) -> dict[str, Any]:
@@ -187,13 +291,6 @@ def load_manifest(path: Path | None) -> tuple[dict[str, FileEntry], dict[str, An
 def read_manifest(path: Path | None) -> dict[str, FileEntry]:
     """The files of a build's manifest by path."""
     return load_manifest(path)[0]
-
-
-def manifest_hash(files: Sequence[FileEntry]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.path}\t{f.sha256}\t{f.content_type}\n".encode())
-    return digest.hexdigest()
 
 
 # --- paths ----------------------------------------------------------------------------------------------------------
@@ -349,7 +446,7 @@ _NEARBY_RE = re.compile(r'<nav class="nearby">(<h2>.*?</h2>)<ul>(.*?)</ul></nav>
 _NEARBY_ITEM_RE = re.compile(r'<li><a href="([^"]*)">.*?</a></li>', re.S)
 
 
-def published_nearby(content: str, published: set[str] | frozenset[str]) -> tuple[str, tuple[str, ...]]:
+def published_nearby(content: str, published: Container[str]) -> tuple[str, tuple[str, ...]]:
     """The body with its "Nearby Areas" links to articles the site does not publish (yet) left out, and the paths left
     out. An article links its siblings in the nearest places whether or not they are published (drip-feeding publishes
     them over days); the page links only those that are, and is rebuilt when that changes. The block goes when none
@@ -388,8 +485,12 @@ class _Output:
         self.root = root
         self.root_text = os.fspath(root)
         self.previous = previous
-        self.files: list[FileEntry] = []
+        self.files = FileList()
+        #: paths written or kept: every one in a rebuild (what the previous build had and this one has not is
+        #: removed), only the few that are not articles in a first build (an article's uniqueness is checked as the
+        #: slug-ordered stream goes, so 100,000 paths are not held)
         self.seen: set[str] = set()
+        self.track_articles = bool(previous)
         self.directories: set[str] = {""}  # relative directories known to be real directories inside the root
         self.result = BuildResult(files=self.files)
 
@@ -425,17 +526,19 @@ class _Output:
         directory = relative.rpartition("/")[0]
         return self._directory(directory, create=False) and os.path.isfile(os.path.join(self.root_text, relative))
 
-    def keep(self, relative: str) -> None:
-        self._claim(relative)
+    def keep(self, relative: str, article: bool = False) -> None:
+        self._claim(relative, article)
         before = self.previous[relative]
         self.files.append(before)
         self.result.skipped += 1
         self.result.bytes += before.size
 
-    def _claim(self, relative: str) -> None:
+    def _claim(self, relative: str, article: bool = False) -> None:
+        check_relative_path(relative)
+        if article and not self.track_articles:
+            return
         if relative in self.seen:
             raise BuildError(f"two outputs at /{relative}")
-        check_relative_path(relative)
         self.seen.add(relative)
 
     def add(self, relative: str, inputs: str, render: Callable[[], bytes], content_type: str | None = None) -> None:
@@ -445,8 +548,8 @@ class _Output:
             return
         self.write(relative, inputs, render(), content_type)
 
-    def write(self, relative: str, inputs: str, data: bytes, content_type: str) -> None:
-        self._claim(relative)
+    def write(self, relative: str, inputs: str, data: bytes, content_type: str, article: bool = False) -> None:
+        self._claim(relative, article)
         before = self.previous.get(relative)
         sha = hashlib.sha256(data).hexdigest()
         self.files.append(FileEntry(relative, sha, len(data), content_type, inputs))
@@ -497,43 +600,77 @@ class _Output:
                     parent = parent.parent
 
 
-class _SitemapRow(NamedTuple):
-    slug: str
-    modified: date
+class SlugRange(NamedTuple):
+    """The articles whose slugs are in [low, high) in code-point order (None: unbounded): what `article_bodies` is
+    asked for on a first build, one range per rendering process."""
+
+    low: str | None
+    high: str | None
 
 
-def _sitemap_rows(modified_by_slug: dict[str, date]) -> Iterable[_SitemapRow]:
-    """A first build's articles in slug order, as the sitemap lists them, from what the hub members said."""
-    for slug in sorted(modified_by_slug):
-        yield _SitemapRow(slug, modified_by_slug.pop(slug))
+class _PathSet:
+    """The published article paths as a sorted array of 64-bit hashes (8 bytes a path, not a set of strings):
+    `path in paths` is a binary search. Python's string hash, the same in this process and its forked child; two paths
+    sharing one (odds about 1 in 10^9 at 100,000 articles) would make an unpublished one count as published."""
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+
+    def add(self, path: str) -> None:
+        self._hashes.append(hash(path))
+
+    def seal(self) -> None:
+        self._hashes = array("q", sorted(self._hashes))
+
+    def __contains__(self, path: object) -> bool:
+        value = hash(path)
+        i = bisect_left(self._hashes, value)
+        return i < len(self._hashes) and self._hashes[i] == value
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+def _quantile(sample: list[str], share: float) -> str | None:
+    """The slug below which about `share` of the articles sort, from a uniform sample of them."""
+    if not sample:
+        return None
+    ordered = sorted(sample)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 class _Forked:
-    """Work done in a forked child process on `output`'s behalf: the files it wrote and its counts come back through
-    a pipe and are merged into `output` by `join()`. Leaving the block without `join()` (an error here) stops it."""
+    """Work done in a forked child process on `output`'s behalf: the file entries it records go to a spill file of
+    its own, which `join()` appends to `output`'s with the child's counts, and returns what `work()` returned.
+    Leaving the block without `join()` (an error here) stops the child."""
 
-    def __init__(self, output: _Output, work: Callable[[], list[str]], after_fork: Callable[[], None] | None) -> None:
+    def __init__(self, output: _Output, work: Callable[[], Any], after_fork: Callable[[], None] | None) -> None:
         self.output, self.work, self.after_fork = output, work, after_fork
         self.pid = 0
 
     def __enter__(self) -> "_Forked":
         self.reader, writer = os.pipe()
+        # nothing buffered at the fork: a buffer the child inherits would be written a second time when it drops it
+        self.output.files.flush()
         self.pid = os.fork()
         if self.pid == 0:  # the child: do the work, send the result, exit without running the parent's cleanup
-            code = 0
+            code, mine = 0, None
             try:
                 os.close(self.reader)
                 if self.after_fork:
                     self.after_fork()
-                result = self.output.result
-                files_before = len(self.output.files)
+                output = self.output
+                output.files = output.result.files = mine = FileList()  # not the parent's: a spill file of its own
+                result = output.result
                 before = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
-                vanished = self.work()
+                returned = self.work()
                 after = (result.written, result.rendered_unchanged, result.skipped, result.bytes)
-                payload = pickle.dumps(("ok", self.output.files[files_before:],
-                                        [b - a for a, b in zip(before, after)], vanished))
+                payload = pickle.dumps(("ok", output.files.detach(), [b - a for a, b in zip(before, after)],
+                                        returned))
             except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
                 code = 1
+                if mine is not None:
+                    _discard(mine._writer, mine.path, os.getpid())
                 try:
                     payload = pickle.dumps(("error", exc))
                 except Exception:  # noqa: BLE001 - an exception that does not pickle: its type and message
@@ -546,7 +683,7 @@ class _Forked:
         os.close(writer)
         return self
 
-    def join(self) -> list[str]:
+    def join(self) -> Any:
         with os.fdopen(self.reader, "rb") as pipe:
             data = pipe.read()
         _, status, usage = os.wait4(self.pid, 0)
@@ -557,19 +694,19 @@ class _Forked:
         message = pickle.loads(data)
         if message[0] == "error":
             raise message[1]
-        _, files, counts, vanished = message
+        _, spill, counts, returned = message
         output = self.output
-        for entry in files:
-            if entry.path in output.seen:
-                raise BuildError(f"two outputs at /{entry.path}")
-            output.seen.add(entry.path)
-        output.files.extend(files)
+        for path in output.files.absorb(spill):
+            if output.track_articles:
+                if path in output.seen:
+                    raise BuildError(f"two outputs at /{path}")
+                output.seen.add(path)
         result = output.result
         result.written += counts[0]
         result.rendered_unchanged += counts[1]
         result.skipped += counts[2]
         result.bytes += counts[3]
-        return vanished
+        return returned
 
     def __exit__(self, *exc_info: object) -> None:
         if self.pid:  # not joined: the parent failed; stop the child and reap it
@@ -676,11 +813,10 @@ def unchanged_build(site: Site, root: Path, fingerprint: str | None, theme: Them
     if not all(isfile(prefix + p) for p in previous):
         return None
     counts = previous_header.get("counts", {})
-    files = sorted(previous.values())
-    return BuildResult(files=files, skipped=len(files), bytes=sum(f.size for f in files),
+    files = FileList.of(previous.values(), previous_header.get("manifest_hash", ""))
+    return BuildResult(files=files, skipped=len(files), bytes=files.bytes,
                        articles=counts.get("articles", 0), hubs=counts.get("hubs", 0), pages=counts.get("pages", 0),
-                       manifest_hash=previous_header.get("manifest_hash") or manifest_hash(files),
-                       site_inputs=site_inputs)
+                       manifest_hash=files.hash, site_inputs=site_inputs)
 
 
 def build_site(
@@ -689,7 +825,7 @@ def build_site(
     *,
     articles: Callable[[], Iterable[ArticlePage]],
     hub_members: Callable[[], Iterable[HubMember]],
-    article_bodies: Callable[[list[str]], Iterable[ArticlePage]] | None = None,
+    article_bodies: Callable[[list[str] | SlugRange], Iterable[ArticlePage]] | None = None,
     latest: Sequence[ArticlePage],
     pages: Sequence[StaticPage] = (),
     hub_texts: Mapping[str, HubText] | None = None,
@@ -705,7 +841,8 @@ def build_site(
     `hub_members()` the same articles as hub rows ordered by (state path, place path, title, slug). With
     `article_bodies`, `articles()` may stream light rows (no body; `version` and `nearby` set) and
     `article_bodies(slugs)` streams the full rows of those slugs, ordered by slug: an unchanged article's body is never
-    read. `latest` are the FEED_SIZE newest (published date, then slug, descending). Returns what was written and the
+    read; on a first build (no `previous`) `articles()` is not called: `article_bodies(SlugRange(low, high))` streams
+    the full rows of a slug range (code-point order), one range per rendering process. `latest` are the FEED_SIZE newest (published date, then slug, descending). Returns what was written and the
     manifest's files.
     Raises BuildError, before writing anything, when a page or post would take an article's or a hub's path.
 
@@ -742,21 +879,38 @@ def build_site(
         page_paths[page.path] = page
     states: list[_Link] = []
     hub_paths: set[str] = set()
-    article_paths: set[str] = set()  # every published article's path: what "Nearby Areas" may link
-    modified_by_slug: dict[str, date] = {}  # a first build's article list (see `first_build` below)
-    keep_dates = article_bodies is not None and not previous
+    article_paths = _PathSet()  # every published article's path: what "Nearby Areas" may link
+    article_count = 0
+    first_build = article_bodies is not None and not previous
+    # a first build's two processes split the slugs at a quantile of a uniform sample of them (reservoir sampling,
+    # seeded: the same split for the same site)
+    sample: list[str] = []
+    draw = random.Random(0).randrange
     for member in hub_members():
         hub_paths.add(member.state_path)
         hub_paths.add(member.place_path)
-        article_paths.add(urls.article_path(member.slug))
-        if keep_dates:
-            modified_by_slug[member.slug] = member.modified
-    if not article_paths:
+        path = urls.article_path(member.slug)
+        article_paths.add(path)
+        article_count += 1
+        if path in page_paths:
+            raise BuildError(f"{page_paths[path].kind} '{page_paths[path].slug}' would take the article's page at "
+                             f"{path}")
+        if first_build:
+            if len(sample) < SPLIT_SAMPLE:
+                sample.append(member.slug)
+            elif (slot := draw(article_count)) < SPLIT_SAMPLE:
+                sample[slot] = member.slug
+    article_paths.seal()
+    if not article_count:
         raise BuildError("the site has no published articles yet: publish a campaign's articles first "
                          "(spark articles publish --campaign <key>), then build")
     for path, page in page_paths.items():
         if path in hub_paths:
             raise BuildError(f"{page.kind} '{page.slug}' would take the hub page at {path}: rename the {page.kind}")
+    for path in sorted(hub_paths):
+        if path in article_paths:
+            raise BuildError(f"article '{path.strip('/')}' would take the hub page at {path}")
+    result_articles = article_count
     # every page's header (when the site has no navigation rows) and footer list the site's pages
     base["site_pages"] = [_Item(path, p.title) for path, p in sorted(page_paths.items()) if p.kind == "page"]
     shared = _digest(shared, base["site_pages"])
@@ -851,7 +1005,8 @@ def build_site(
             render_hub(link.path, link.label, "place", state, [], items, lastmod)
 
     def render_hubs() -> None:
-        """The state and place hubs, from one more pass over the hub members (grouped by state, then place)."""
+        """The state and place hubs, from one more pass over the hub members (grouped by state, then place), and
+        the articles' sitemap entries."""
         state: _Link | None = None
         state_count = 0
         state_lastmod: date | None = None
@@ -884,7 +1039,9 @@ def build_site(
             if current_place is None or member.place_path != current_place[0]:
                 close_place()
                 current_place, place_items, place_lastmod = (member.place_path, member.place_label), [], None
-            place_items.append(_Item(urls.article_path(member.slug), member.title))
+            article_path = urls.article_path(member.slug)
+            place_items.append(_Item(article_path, member.title))
+            sitemap.add(article_path, member.modified)  # the sitemap lists articles as their hubs do
             state_count += 1
             if place_lastmod is None or member.modified > place_lastmod:
                 place_lastmod = member.modified
@@ -921,38 +1078,62 @@ def build_site(
                        article.place_path, article.place_label, article.state_path, article.state_label, unpublished)
 
     html_type = CONTENT_TYPES[".html"]
-    pending: dict[str, str | None] = {}  # slug -> inputs digest (None: known only once the body is read)
-    # a first build (no previous files to keep) needs no light rows: the hub members gave every slug and date
-    first_build = article_bodies is not None and not output.previous
-    for article in _sitemap_rows(modified_by_slug) if first_build else articles():
-        path = urls.article_path(article.slug)
-        if path in page_paths:
-            raise BuildError(f"{page_paths[path].kind} '{page_paths[path].slug}' would take the article's page at "
-                             f"{path}")
-        if path in hub_paths:
-            raise BuildError(f"article '{article.slug}' would take the hub page at {path}")
-        sitemap.add(path, article.modified)
-        result.articles += 1
-        relative = page_file(path)
-        if first_build:
-            inputs: str | None = None
-        elif article.nearby is not None:
-            inputs = article_inputs(article, tuple(p for p in article.nearby if p not in article_paths))
-        elif article_bodies is None:
-            inputs = article_inputs(article, published_nearby(article.content, article_paths)[1])
+    parallel = workers > 1
+    if first_build:
+        # nothing to compare with: every article is rendered, by slug range, straight from its full row
+        def render_range(slugs: SlugRange) -> int:
+            """Render the articles of a slug range; how many of them the hub members listed."""
+            listed, last = 0, None
+            for article in article_bodies(slugs):
+                if article.slug == last:  # the stream is ordered by slug: a second row for one slug follows the first
+                    raise BuildError(f"two published articles at /{article.slug}/: give one another slug")
+                last = article.slug
+                path = urls.article_path(article.slug)
+                content, unpublished = published_nearby(article.content, article_paths)
+                output.write(page_file(path), article_inputs(article, unpublished),
+                             render_article(article, path, content), html_type, article=True)
+                listed += path in article_paths
+            return listed
+
+        split = _quantile(sample, PARENT_SHARE) if article_count >= PARALLEL_MIN_PAGES else None
+        del sample
+        if parallel and split:
+            with _Forked(output, lambda: render_range(SlugRange(split, None)), after_fork) as forked:
+                render_hubs()
+                rendered = render_range(SlugRange(None, split))
+                rendered += forked.join()
         else:
-            inputs = None
-        if inputs is not None and output.unchanged(relative, inputs, html_type):
-            output.keep(relative)
-        elif article_bodies is None:
-            content, unpublished = published_nearby(article.content, article_paths)
-            output.write(relative, inputs or article_inputs(article, unpublished),
-                         render_article(article, path, content), html_type)
-        else:
-            pending[article.slug] = inputs
-        if progress and result.articles % 5000 == 0:
-            progress("articles", result.articles)
-    if article_bodies is not None and pending:
+            render_hubs()
+            rendered = render_range(SlugRange(None, None))
+        if rendered < article_count:
+            raise BuildError(f"{article_count - rendered} article(s) vanished while the site was built: build again")
+    else:
+        # phase 1 walks the article stream (light rows when `article_bodies` is given: no bodies) and keeps every
+        # article whose inputs did not change; phase 2 reads the bodies of the others and renders them
+        pending: dict[str, str | None] = {}  # slug -> inputs digest (None: known only once the body is read)
+        seen_articles = 0
+        for article in articles():
+            path = urls.article_path(article.slug)
+            relative = page_file(path)
+            seen_articles += 1
+            if article.nearby is not None:
+                inputs: str | None = article_inputs(article, tuple(p for p in article.nearby
+                                                                    if p not in article_paths))
+            elif article_bodies is None:
+                inputs = article_inputs(article, published_nearby(article.content, article_paths)[1])
+            else:
+                inputs = None
+            if inputs is not None and output.unchanged(relative, inputs, html_type):
+                output.keep(relative, article=True)
+            elif article_bodies is None:
+                content, unpublished = published_nearby(article.content, article_paths)
+                output.write(relative, inputs or article_inputs(article, unpublished),
+                             render_article(article, path, content), html_type, article=True)
+            else:
+                pending[article.slug] = inputs
+            if progress and seen_articles % 5000 == 0:
+                progress("articles", seen_articles)
+
         def render_bodies(slugs: list[str]) -> list[str]:
             """Read and render these articles; the slugs that were not found (unpublished meanwhile)."""
             for article in article_bodies(slugs):
@@ -961,13 +1142,16 @@ def build_site(
                 content, unpublished = published_nearby(article.content, article_paths)
                 inputs = pending.pop(article.slug, None) or article_inputs(article, unpublished)
                 if output.unchanged(relative, inputs, html_type):
-                    output.keep(relative)
+                    output.keep(relative, article=True)
                 else:
-                    output.write(relative, inputs, render_article(article, path, content), html_type)
+                    output.write(relative, inputs, render_article(article, path, content), html_type, article=True)
             return [slug for slug in slugs if slug in pending]
 
         slugs = sorted(pending)
-        if workers > 1 and len(slugs) >= PARALLEL_MIN_PAGES:
+        if not slugs:
+            render_hubs()
+            vanished: list[str] = []
+        elif parallel and len(slugs) >= PARALLEL_MIN_PAGES:
             # the last articles in a forked process (its own database connections: `after_fork`); here the hubs,
             # then the first articles (fewer: the hubs take their time)
             cut = int(len(slugs) * PARENT_SHARE)
@@ -975,15 +1159,13 @@ def build_site(
                 render_hubs()
                 vanished = render_bodies(slugs[:cut])
                 vanished += forked.join()
-            del slugs
         else:
             render_hubs()
             vanished = render_bodies(slugs)
         if vanished:
             raise BuildError(f"{len(vanished)} article(s) vanished while the site was built (first: "
                              f"{vanished[0]}): build again")
-    else:
-        render_hubs()
+    result.articles = result_articles
 
     # --- pages and posts --------------------------------------------------------------------------------------------
     for path, static in sorted(page_paths.items()):
@@ -1050,8 +1232,7 @@ def build_site(
     output.add("robots.txt", _digest(robots), lambda: robots.encode())
 
     output.remove_stale()
-    result.files.sort(key=lambda f: f.path)
-    result.manifest_hash = manifest_hash(result.files)
+    result.manifest_hash = output.files.hash
     result.counts = {"states": len(states)}
     return result
 
