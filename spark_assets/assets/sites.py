@@ -63,7 +63,8 @@ BUILD_CHECKS = {
     "pages": ("pages_are_complete",
               "no page is empty, lacks a title or its one H1, or shows leftover or escaped markup"),
     "jsonld": ("json_ld_expands",
-               "every JSON-LD block parses and expands with the schema.org context (pyld), articles dated"),
+               "every JSON-LD block parses and expands with the schema.org context (pyld), articles dated, and "
+               "states only what its page shows (canonical, dates, headline, breadcrumbs, places; no ratings)"),
 }
 
 

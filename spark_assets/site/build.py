@@ -70,7 +70,7 @@ SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 #: below this many articles to render, a second process costs more than it saves
 PARALLEL_MIN_PAGES = 2000
 #: the share of the articles the first process renders when two do (it renders the hubs as well)
-PARENT_SHARE = 0.42
+PARENT_SHARE = 0.47
 #: slugs sampled to place that split on a first build
 SPLIT_SAMPLE = 2000
 #: bumped when what a page is made of changes in code (not in templates: those are hashed)
