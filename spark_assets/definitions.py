@@ -14,6 +14,7 @@ from spark_assets.assets.dimensions import avatars, campaign_blueprint, campaign
 from spark_assets.assets.generation import articles, cartesian_permutations, headlines
 from spark_assets.assets.provisioning import site_dns, site_matomo, site_search_console
 from spark_assets.assets.publishing import article_quality
+from spark_assets.assets.releases import site_release
 from spark_assets.assets.sites import site_build
 from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
 from spark_resources.database import DatabaseResource
@@ -33,8 +34,8 @@ content_factory_assets = [
 ]
 #: per-site provisioning: needs the provider resources too
 provisioning_assets = [site_dns, site_matomo, site_search_console]
-#: the sites: builds (and, next, releases) of each site's published articles
-site_assets = [site_build]
+#: the sites: builds of each site's published articles, and their releases to the bucket
+site_assets = [site_build, site_release]
 all_assets = [*content_factory_assets, *provisioning_assets, *site_assets]
 
 defs = Definitions(

@@ -83,6 +83,10 @@ class SyncResult:
         return {"uploaded": len(self.uploaded), "unchanged": len(self.unchanged), "deleted": len(self.deleted)}
 
 
+class ConditionFailed(ProviderError):
+    """A conditional write (If-Match / If-None-Match) found the object changed or present: nothing was written."""
+
+
 class DeleteError(ProviderError):
     """Some keys of a `delete_keys` call were not deleted: `errors` maps each to its (S3 code, message)."""
 
@@ -195,12 +199,36 @@ class ObjectStorage:
 
     # --- objects --------------------------------------------------------------------------------------------------
 
-    def put_bytes(self, key: str, data: bytes, content_type: str, cache_control: str | None = None) -> str:
-        """Store `data` at `key` (replacing it); the new ETag, without quotes."""
-        extra = {"CacheControl": cache_control} if cache_control else {}
-        with self._errors("PutObject", key):
-            response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **extra)
+    def put_bytes(self, key: str, data: bytes, content_type: str, cache_control: str | None = None, *,
+                  if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Store `data` at `key` (replacing it); the new ETag, without quotes. Conditional (R2 and S3 honour both):
+        `if_match=etag` writes only over that version, `if_none_match=True` only where nothing is; otherwise
+        `ConditionFailed` (HTTP 412), and nothing is written."""
+        extra: dict[str, Any] = {"CacheControl": cache_control} if cache_control else {}
+        if if_match is not None:
+            extra["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        try:
+            with self._errors("PutObject", key):
+                response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                                               **extra)
+        except ProviderError as exc:
+            if exc.status == 412 or exc.code in ("PreconditionFailed", "412"):
+                raise ConditionFailed(PROVIDER, str(exc.provider_message), code=exc.code, status=412) from None
+            raise
         return response["ETag"].strip('"')
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (without quotes), or None when there is no such key."""
+        try:
+            with self._errors("GetObject", key):
+                response = self._s3.get_object(Bucket=self.bucket, Key=key)
+                return response["Body"].read(), response["ETag"].strip('"')
+        except ProviderError as exc:
+            if exc.status == 404 or exc.code in ("NoSuchKey", "404"):
+                return None
+            raise
 
     def put_file(
         self, key: str, path: str | Path, content_type: str | None = None, cache_control: str | None = None

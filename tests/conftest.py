@@ -124,3 +124,18 @@ def database_snapshot(engine: sa.engine.Engine) -> dict[str, tuple[int, str]]:
             )
             for t in tables
         }
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 server on loopback (moto's server mode), spoken to over HTTP by the same boto3 code as R2."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

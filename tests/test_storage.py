@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import socket
 import time
 import urllib.request
@@ -17,7 +16,6 @@ from typing import Iterator
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from spark_resources.providers.http import AuthenticationError, ProviderError, TransientProviderError
 from spark_resources.storage import (
@@ -29,16 +27,6 @@ from spark_resources.storage import (
 
 KEY = "testing"  # moto accepts any keys unless IAM authentication is switched on
 REGION = "us-east-1"  # moto requires a location constraint for any other region, and R2's "auto" is not one
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _storage(endpoint: str, bucket: str | None = None, **kwargs) -> ObjectStorage:
