@@ -8,19 +8,24 @@ for 5 minutes with a `retry-after` (seconds or an HTTP date), which is waited ou
 Records: a zone added to Cloudflare comes with the domain's existing records imported, so our apex and `www` CNAMEs
 often meet an A or AAAA record at the same name (81053, or 81054 for anything beside a CNAME below the apex);
 `ensure_dns_record` deletes those conflicting records and says which it replaced.
+
+Workers: `upload_worker_script` sends a module Worker as the contract's multipart upload (a `metadata` JSON part, the
+module in a part named after `main_module`, typed `application/javascript+module`); `ensure_worker_route` lists the
+zone's routes before it creates one (a second route with the same pattern is refused); `ensure_proxied_hostnames` makes
+the apex and `www` proxied, as a route only runs on proxied hostnames.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
 import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from spark_resources.secrets import Secret
 from spark_resources.providers.http import (
     DEFAULT_MAX_RETRY_AFTER,
     AuthenticationError,
@@ -32,6 +37,7 @@ from spark_resources.providers.http import (
     remember_credentials,
     with_retries,
 )
+from spark_resources.secrets import Secret
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -47,6 +53,15 @@ RECORD_EXISTS = (81057, 81058)
 RECORD_CONFLICT_ADDRESS, RECORD_CONFLICT_CNAME = 81053, 81054
 _ADDRESS_TYPES = {"A", "AAAA", "CNAME"}
 _AUTH_CODES = {10000, 9109, 6003, 6111}
+#: a Worker route with that pattern exists already **(unverified code**: the contract gives none; the API's message is
+#: `workers.api.error.duplicate_route`)
+ROUTE_EXISTS = 10020
+#: the module part's type for an ES module Worker (PROVIDERS.md, "Workers")
+MODULE_CONTENT_TYPE = "application/javascript+module"
+#: the address a Worker-only hostname's record holds: `100::` is the IPv6 discard prefix (RFC 6666), the documented
+#: placeholder for a proxied record whose requests a Worker answers and that never reach an origin. A route runs only
+#: on a proxied hostname, so the apex and `www` need a record, even when nothing is behind it
+WORKER_PLACEHOLDER = ("AAAA", "100::")
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,21 @@ class EnsuredRecord(NamedTuple):
     record: DnsRecord
     outcome: str
     replaced: tuple[DnsRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerScript:
+    id: str
+    etag: str
+    created_on: str
+    modified_on: str
+
+
+@dataclass(frozen=True)
+class WorkerRoute:
+    id: str
+    pattern: str
+    script: str | None
 
 
 class CloudflareClient:
@@ -215,6 +245,92 @@ class CloudflareClient:
                 raise
             return next(r for r in self.list_dns_records(zone_id, type=type, name=name) if r.content == content), False
 
+    # --- Workers --------------------------------------------------------------------------------------------------
+
+    def upload_worker_script(
+        self,
+        account_id: str,
+        script_name: str,
+        source: str | bytes,
+        *,
+        compatibility_date: str,
+        main_module: str = "worker.js",
+        r2_buckets: Mapping[str, str] | None = None,
+        plain_text: Mapping[str, str] | None = None,
+    ) -> WorkerScript:
+        """Upload (or replace) the module Worker `script_name`: `source` is its one module, `r2_buckets` maps a
+        binding name to a bucket (`{"SITES": "spark-sites"}`), `plain_text` a binding name to its text. The metadata
+        goes as a `metadata` part; the module as a part named (and with a filename) as `main_module`."""
+        bindings: list[dict[str, str]] = [
+            {"type": "r2_bucket", "name": name, "bucket_name": bucket} for name, bucket in (r2_buckets or {}).items()
+        ] + [{"type": "plain_text", "name": name, "text": text} for name, text in (plain_text or {}).items()]
+        metadata = {"main_module": main_module, "compatibility_date": compatibility_date, "bindings": bindings}
+        content = source.encode() if isinstance(source, str) else source
+        files = [  # bytes, not file objects: a retried attempt sends the same parts again
+            ("metadata", (None, json.dumps(metadata).encode(), "application/json")),
+            (main_module, (main_module, content, MODULE_CONTENT_TYPE)),
+        ]
+        result = self._request("PUT", f"/accounts/{account_id}/workers/scripts/{script_name}", files=files)["result"]
+        return WorkerScript(result.get("id") or script_name, result.get("etag") or "", result.get("created_on") or "",
+                            result.get("modified_on") or "")
+
+    def list_worker_routes(self, zone_id: str) -> list[WorkerRoute]:
+        """The zone's Worker routes (one page: the API does not paginate them)."""
+        return [_route(r) for r in self._request("GET", f"/zones/{zone_id}/workers/routes")["result"] or []]
+
+    def create_worker_route(self, zone_id: str, pattern: str, script: str) -> WorkerRoute:
+        body = {"pattern": pattern, "script": script}
+        return _route(self._request("POST", f"/zones/{zone_id}/workers/routes", json=body)["result"])
+
+    def update_worker_route(self, zone_id: str, route_id: str, pattern: str, script: str) -> WorkerRoute:
+        body = {"pattern": pattern, "script": script}
+        return _route(self._request("PUT", f"/zones/{zone_id}/workers/routes/{route_id}", json=body)["result"])
+
+    def ensure_worker_route(self, zone_id: str, pattern: str, script: str) -> tuple[WorkerRoute, str]:
+        """Make `pattern` run `script`: (the route, 'created' | 'updated' | 'unchanged'). The routes are listed first,
+        as the API refuses a second route with a pattern already routed; a route created by someone else in between
+        (that refusal) is found and brought to `script`."""
+        for attempt in range(2):
+            route = next((r for r in self.list_worker_routes(zone_id) if r.pattern == pattern), None)
+            if route is not None and route.script == script:
+                return route, "unchanged"
+            if route is not None:
+                return self.update_worker_route(zone_id, route.id, pattern, script), "updated"
+            try:
+                return self.create_worker_route(zone_id, pattern, script), "created"
+            except ProviderError as exc:
+                if exc.code != ROUTE_EXISTS or attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def ensure_proxied_hostnames(self, zone_id: str, zone_name: str) -> list[EnsuredRecord]:
+        """Make the apex and `www` of `zone_name` proxied, as a Worker route runs only there: an address record (A,
+        AAAA, CNAME) that is not proxied is updated to be (never duplicated); a name without one gets the
+        `WORKER_PLACEHOLDER` record, proxied. One EnsuredRecord per address record, 'created' | 'updated' |
+        'unchanged'. TXT, MX and the like at those names are left alone (they cannot be proxied)."""
+        ensured: list[EnsuredRecord] = []
+        for name in (zone_name, f"www.{zone_name}"):
+            records = [r for r in self.list_dns_records(zone_id, name=name) if r.type in _ADDRESS_TYPES]
+            if not records:
+                type_, content = WORKER_PLACEHOLDER
+                try:
+                    record = self.create_dns_record(zone_id, type=type_, name=name, content=content, proxied=True)
+                    ensured.append(EnsuredRecord(record, "created"))
+                    continue
+                except ProviderError as exc:
+                    if exc.code not in RECORD_EXISTS + (RECORD_CONFLICT_ADDRESS, RECORD_CONFLICT_CNAME):
+                        raise
+                    # created by someone else in between: make what is there proxied
+                    records = [r for r in self.list_dns_records(zone_id, name=name) if r.type in _ADDRESS_TYPES]
+                    if not records:
+                        raise
+            for record in records:
+                if record.proxied:
+                    ensured.append(EnsuredRecord(record, "unchanged"))
+                else:
+                    ensured.append(EnsuredRecord(self.update_dns_record(zone_id, record.id, proxied=True), "updated"))
+        return ensured
+
     # --- transport ------------------------------------------------------------------------------------------------
 
     def _pages(self, path: str, params: dict[str, Any], per_page: int) -> Iterator[dict]:
@@ -265,6 +381,10 @@ def _envelope(response: httpx.Response) -> dict:
 
 def _zone(data: dict) -> Zone:
     return Zone(data["id"], data["name"], data.get("status", ""), tuple(data.get("name_servers") or ()))
+
+
+def _route(data: dict) -> WorkerRoute:
+    return WorkerRoute(data["id"], data["pattern"], data.get("script"))
 
 
 def _record(data: dict) -> DnsRecord:
