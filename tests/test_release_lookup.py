@@ -275,6 +275,19 @@ def test_the_worker_loads_only_the_shard_it_needs(tmp_path):
         layout.pointer_key("example.com"), layout.manifest_key("example.com", "rel-example.com"), shard]
 
 
+def test_the_worker_rereads_the_pointer_after_30_seconds(tmp_path):
+    objects = bucket()
+    del objects[layout.object_key("example.org", entry("robots.txt")["sha256"])]
+    at = [0, 29_999, 30_000, 30_001]
+    out = run_worker(tmp_path, {"objects": objects, "requests": [
+        {"method": "GET", "url": "http://example.org/", "host": "example.org", "at": t} for t in at] + [
+        {"method": "GET", "url": "http://example.org/robots.txt", "host": "example.org", "at": 30_002}]})
+    assert [r["status"] for r in out["responses"]] == [200, 200, 200, 200, 500]  # a release missing an object: 500
+    pointer_reads = [key for _, key in out["reads"] if key == layout.pointer_key("example.org")]
+    manifest_reads = [key for _, key in out["reads"] if key == layout.manifest_key("example.org", "rel-example.org")]
+    assert (len(pointer_reads), len(manifest_reads)) == (2, 1)
+
+
 DECODES = ["/plain", "/%74exas/", "/%2e%2E/", "/%zz/%4", "/%", "/caf%C3%A9", "/%C3", "/%C3%28", "/%ED%A0%80",
            "/%F0%9F%98%80", "/%F0%9F%98", "/%E2%82", "/%EF%BB%BFx", "/%C3é", "/%FF%FE", "/é%A9", "/%00", "/%5c"]
 SHARD_PATHS = ["a", "b/index.html", "\uffff", "\U0001F600/index.html", "\ue000", "z", "~", "é/index.html"]

@@ -1,6 +1,6 @@
 // Runs spark_assets/release/worker/worker.js against a fake R2 bucket for tests/test_release_lookup.py.
 //   node worker_driver.mjs <worker.js> <fixture.json>
-// The fixture: {"objects": {key: text}, "requests": [{"method", "url", "host"}], "resolves": [{"path", "query",
+// The fixture: {"objects": {key: text}, "requests": [{"method", "url", "host", "at"?}], "resolves": [{"path", "query",
 // "files"}], "decodes": [text], "hosts": [text], "compares": [[a, b]], "shard_lookups": [{"path", "shards"}]}.
 // Prints one JSON document: each request's status, headers and body, the pure functions' answers, and the keys read.
 import { readFileSync } from "node:fs";
@@ -36,7 +36,9 @@ const SITES = {
 };
 
 const responses = [];
-for (const { method, url, host } of fixture.requests || []) {
+const realNow = Date.now;
+for (const { method, url, host, at } of fixture.requests || []) {
+  Date.now = at === undefined ? realNow : () => at; // "at": the request's clock, in ms
   const request = new Request(url, { method, headers: host ? { host } : {} });
   const response = await worker.default.fetch(request, { SITES }, { waitUntil() {} });
   responses.push({
