@@ -30,8 +30,8 @@ from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
-from pydantic import Field
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from spark_resources import migrations

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from dagster import ConfigurableResource
 from pydantic import Field
 
