@@ -19,7 +19,7 @@ from spark_assets.assets.sites import site_build
 from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
 from spark_resources.database import DatabaseResource
 from spark_resources.providers import cloudflare, google, matomo, namecheap
-from spark_resources.storage import ObjectStorageResource
+from spark_resources.storage import storage_from_environment
 
 #: the content factory: needs only the database
 content_factory_assets = [
@@ -56,10 +56,6 @@ defs = Definitions(
         "search_console": google.SearchConsoleResource(**google.endpoints_on(os.environ.get("SPARK_GOOGLE_URL"))),
         "matomo": matomo.MatomoResource(base_url=os.environ.get("SPARK_MATOMO_URL", matomo.DEFAULT_BASE_URL)),
         # where the built sites go: Cloudflare R2 (S3 API); keys from R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY
-        "storage": ObjectStorageResource(
-            account_id=os.environ.get("R2_ACCOUNT_ID"),
-            bucket=os.environ.get("R2_BUCKET", "spark-sites"),
-            endpoint_url=os.environ.get("SPARK_STORAGE_URL"),
-        ),
+        "storage": storage_from_environment(),
     },
 )

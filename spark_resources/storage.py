@@ -24,9 +24,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -220,6 +221,17 @@ class ObjectStorage:
             raise
         return response["ETag"].strip('"')
 
+    def exists(self, key: str) -> bool:
+        """Whether the key holds an object (HeadObject: nothing downloaded)."""
+        try:
+            with self._errors("HeadObject", key):
+                self._s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ProviderError as exc:
+            if exc.status == 404 or exc.code in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag (without quotes), or None when there is no such key."""
         try:
@@ -349,7 +361,8 @@ class ObjectStorageResource(ConfigurableResource):
     bucket: str = Field(description="the bucket holding every site, one prefix (the domain) per site")
     account_id: str | None = Field(None, description="Cloudflare account id: builds the R2 endpoint URL")
     endpoint_url: str | None = Field(
-        None, description="S3 endpoint; default https://<account_id>.r2.cloudflarestorage.com"
+        None, description="S3 endpoint; default https://<account_id>.r2.cloudflarestorage.com; file:///path: a local "
+        "directory as the bucket (the offline demo)"
     )
     access_key_id: str | None = Field(None, description=f"default: ${ACCESS_KEY_VARIABLE}, read by get_client")
     secret_access_key: str | None = Field(None, description=f"default: ${SECRET_KEY_VARIABLE}, read by get_client")
@@ -359,7 +372,9 @@ class ObjectStorageResource(ConfigurableResource):
     max_attempts: int = Field(4, description="attempts per request in all, botocore standard retry mode")
     public_base_url: str | None = Field(None, description="where the bucket is served (for logs and metadata)")
 
-    def get_client(self) -> ObjectStorage:
+    def get_client(self) -> "ObjectStorage | DirectoryStorage":
+        if self.endpoint_url and self.endpoint_url.startswith("file://"):  # the offline demo's bucket: a directory
+            return DirectoryStorage(urlsplit(self.endpoint_url).path, self.bucket)
         endpoint = self.endpoint_url or (
             f"https://{self.account_id}.r2.cloudflarestorage.com" if self.account_id else None
         )
@@ -378,6 +393,129 @@ class ObjectStorageResource(ConfigurableResource):
         )
 
 
+class DirectoryStorage:
+    """The bucket as a local directory (`file:///path` as the endpoint): for the offline demo and `spark ui
+    --sandbox`, where releases must outlive the process that made them (`spark site serve` reads them later) and no
+    S3 server runs. The same methods and semantics as `ObjectStorage` for what releases use: ETags are the content's
+    MD5, conditional writes (If-Match / If-None-Match) are checked and made under an exclusive lock, a write is a
+    temporary file renamed into place, keys cannot leave the directory. Not for production: R2 is."""
+
+    def __init__(self, directory: str | Path, bucket: str = "local"):
+        self.root = Path(directory)
+        self.bucket = bucket
+        self.endpoint_url = self.root.as_uri()
+        self.public_base_url = None
+        self._lock_path = self.root / ".lock"
+
+    def close(self) -> None:
+        pass
+
+    def ensure_bucket(self) -> bool:
+        created = not self.root.is_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        return created
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
+            raise ProviderError(PROVIDER, f"invalid key {key!r}", code="InvalidKey", status=400)
+        return self.root.joinpath(*parts)
+
+    def _missing(self, operation: str, key: str) -> ProviderError:
+        if not self.root.is_dir():
+            return ProviderError(PROVIDER, f"{operation} {self.bucket}/{key}: The specified bucket does not exist",
+                                 code="NoSuchBucket", status=404)
+        return ProviderError(PROVIDER, f"{operation} {self.bucket}/{key}: The specified key does not exist.",
+                             code="NoSuchKey", status=404)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str, cache_control: str | None = None, *,
+                  if_match: str | None = None, if_none_match: bool = False) -> str:
+        import fcntl
+        import json
+
+        path = self._path(key)
+        if not self.root.is_dir():
+            raise self._missing("PutObject", key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self._etag(path)
+            if (if_none_match and current is not None) or (if_match is not None and current != if_match):
+                raise ConditionFailed(PROVIDER, f"PutObject {self.bucket}/{key}: At least one of the pre-conditions "
+                                      "you specified did not hold", code="PreconditionFailed", status=412)
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_bytes(data)
+            meta = path.with_name(f".{path.name}.meta")
+            meta_tmp = path.with_name(f".{path.name}.meta.tmp")
+            meta_tmp.write_text(json.dumps({"content_type": content_type, "cache_control": cache_control}))
+            os.replace(meta_tmp, meta)
+            os.replace(temporary, path)
+        return _md5(data)
+
+    def _etag(self, path: Path) -> str | None:
+        try:
+            return _md5(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise self._missing("GetObject", key) from None
+
+    def exists(self, key: str) -> bool:
+        if not self.root.is_dir():
+            raise self._missing("HeadObject", key)
+        return self._path(key).is_file()
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            if not self.root.is_dir():
+                raise self._missing("GetObject", key) from None
+            return None
+        return data, _md5(data)
+
+    def list_objects(self, prefix: str = "", *, page_size: int = MAX_PAGE_SIZE) -> dict[str, ObjectInfo]:
+        if not self.root.is_dir():
+            raise self._missing("ListObjectsV2", prefix)
+        found: dict[str, ObjectInfo] = {}
+        for directory, _, names in os.walk(self.root):
+            relative = os.path.relpath(directory, self.root)
+            base = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+            for name in names:
+                key = base + name
+                if name.startswith(".") or not key.startswith(prefix):
+                    continue
+                stat = os.stat(os.path.join(directory, name))
+                found[key] = ObjectInfo(stat.st_size, "", datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+        return found
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        for key in dict.fromkeys(keys):
+            path = self._path(key)
+            for victim in (path, path.with_name(f".{path.name}.meta")):
+                try:
+                    victim.unlink()
+                except FileNotFoundError:
+                    pass
+            deleted += 1
+        return deleted
+
+    def metadata(self, key: str) -> dict[str, str | None]:
+        import json
+
+        path = self._path(key)
+        try:
+            return json.loads(path.with_name(f".{path.name}.meta").read_text())
+        except FileNotFoundError:
+            return {"content_type": None, "cache_control": None}
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -387,3 +525,14 @@ def _from_environment(variable: str) -> str:
     if not value:
         raise ProviderError(PROVIDER, f"{variable} is not set (an R2 API token's S3 credentials)", code="config")
     return value
+
+
+def storage_from_environment() -> ObjectStorageResource:
+    """The `storage` resource as the environment configures it: R2 (R2_ACCOUNT_ID, R2_BUCKET, keys read when a
+    client is made), or SPARK_STORAGE_URL (an S3 endpoint such as a local test server, or `file:///path` for the
+    offline demo's directory bucket)."""
+    return ObjectStorageResource(
+        account_id=os.environ.get("R2_ACCOUNT_ID"),
+        bucket=os.environ.get("R2_BUCKET", "spark-sites"),
+        endpoint_url=os.environ.get("SPARK_STORAGE_URL"),
+    )

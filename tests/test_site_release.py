@@ -5,6 +5,8 @@ halfway, two releases racing for the pointer, garbage collection, and the `site_
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -199,7 +201,8 @@ def test_garbage_collection_keeps_the_newest_the_live_and_the_young(store, tmp_p
                                    now=datetime.now(timezone.utc)).releases_deleted == ()
 
 
-def test_the_asset_releases_the_last_good_build_and_records_it(database, engine, s3_endpoint, tmp_path, monkeypatch):
+def test_the_asset_releases_the_last_good_build_and_records_it(database, database_url, engine, s3_endpoint, tmp_path,
+                                                               monkeypatch):
     from spark_assets.assets.releases import site_release
     from spark_assets.assets.sites import site_build
     from spark_assets.definitions import content_factory_assets
@@ -253,3 +256,84 @@ def test_the_asset_releases_the_last_good_build_and_records_it(database, engine,
     pointer, _ = publish.live_pointer(client, domain)
     assert pointer["release_id"] == meta["release_id"]
     assert json.loads(client.get_bytes(pointer["manifest"]))["domain"] == domain
+
+    # what a visitor sees, served from the bucket with the Worker's lookup; then a change released, and rolled back
+    from click.testing import CliRunner
+
+    from spark_assets.ops.cli import main
+    from spark_assets.ops.site_ops import ReleaseSource, serve_in_background
+
+    monkeypatch.setenv("DATABASE_URL", database_url)  # the CLI's database
+    monkeypatch.setenv("SPARK_STORAGE_URL", s3_endpoint)
+    monkeypatch.setenv("R2_BUCKET", bucket)
+    monkeypatch.setattr(ReleaseSource, "POINTER_SECONDS", 0.0)
+    server, _ = serve_in_background(ReleaseSource(client, domain))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with engine.connect() as conn:
+            slug = conn.execute(sa.text("""SELECT a.slug FROM generated_articles a JOIN sites s ON s.id = a.site_id
+                                           WHERE s.domain = :d AND a.is_published ORDER BY a.slug LIMIT 1"""),
+                                {"d": domain}).scalar_one()
+        with urllib.request.urlopen(f"{base}/{slug}/") as answer:
+            assert answer.status == 200 and answer.headers["Cache-Control"] == layout.HTML
+            before = answer.read()
+        with urllib.request.urlopen(f"{base}/texas/") as answer:
+            assert answer.status == 200 and b"Texas" in answer.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/no-such-page/")
+        assert missing.value.code == 404 and b"Page not found" in missing.value.read()
+
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE generated_articles SET title = title || ' (2027 edition)', "
+                                 "content_updated_at = now() WHERE slug = :s"), {"s": slug})
+        with instance_for_test() as instance:
+            instance.add_dynamic_partitions("site", [domain])
+            materialize([site_build, site_release], partition_key=domain, instance=instance, resources=resources)
+        with urllib.request.urlopen(f"{base}/{slug}/") as answer:
+            assert b"(2027 edition)" in answer.read()
+        runner = CliRunner()
+        rolled = runner.invoke(main, ["site", "rollback", domain])
+        assert rolled.exit_code == 0, rolled.output
+        assert f"{meta['release_id']} is live" in rolled.output
+        with urllib.request.urlopen(f"{base}/{slug}/") as answer:
+            assert answer.read() == before
+        listed = runner.invoke(main, ["site", "releases", domain])
+        assert listed.exit_code == 0 and f"live: {meta['release_id']}" in listed.output
+        assert "rollback" in listed.output and "already live" in listed.output
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_demos_directory_bucket_behaves_as_the_s3_server_does_for_releases(tmp_path):
+    """`file://` storage (the offline demo's bucket, which outlives the demo's process): the same releases, the same
+    conditional pointer writes, the same refusals."""
+    from spark_resources.storage import DirectoryStorage, ObjectStorageResource
+
+    store = ObjectStorageResource(bucket="demo", endpoint_url=(tmp_path / "bucket").as_uri()).get_client()
+    assert isinstance(store, DirectoryStorage)
+    root = tmp_path / "site"
+    first = _build(root)
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        _release(store, root, first, "r1")
+    store.ensure_bucket()
+    assert _release(store, root, first, "r1").uploaded == len({f.sha256 for f in first.files})
+    assert not _release(store, root, first, "r2").live
+    changed = [replace(ARTICLES[0], title="Austin Roof Help, Revised")] + ARTICLES[1:]
+    second = _build(root, changed, previous={f.path: f for f in first.files})
+    result = _release(store, root, second, "r3", build_id="b2")
+    assert result.live and 0 < result.uploaded < result.files
+    assert b"Revised" in _served(store, f"{ARTICLES[0].slug}/index.html")
+    assert store.metadata(layout.pointer_key(DOMAIN))["cache_control"] == layout.NO_CACHE
+    _, etag = store.get_versioned(layout.pointer_key(DOMAIN))
+    publish.point_to(store, DOMAIN, "r1", NOW)
+    with pytest.raises(ConditionFailed):  # the pointer moved since that ETag was read
+        store.put_bytes(layout.pointer_key(DOMAIN), b"{}", "application/json", if_match=etag)
+    with pytest.raises(ConditionFailed):
+        store.put_bytes(layout.manifest_key(DOMAIN, "r1"), b"{}", "application/json", if_none_match=True)
+    assert b"Revised" not in _served(store, f"{ARTICLES[0].slug}/index.html")
+    with pytest.raises(Exception, match="invalid key"):
+        store.put_bytes("sites/../../etc/passwd", b"x", "text/plain")
+    collected = publish.collect_garbage(store, DOMAIN, keep=1, grace=timedelta(0),
+                                        now=datetime.now(timezone.utc) + timedelta(seconds=1))
+    assert set(collected.releases_kept) == {"r3", "r1"} and collected.releases_deleted == ()  # the newest, the live

@@ -140,24 +140,69 @@ def site_build_command(domain: str) -> None:
 @site.command("serve")
 @click.argument("domain")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-def site_serve(domain: str, port: int) -> None:
-    """Serve the site's last good build on http://127.0.0.1:PORT/ as production serves it (clean URLs, its 404 page,
-    content types); Ctrl-C stops it."""
-    from spark_assets.ops.site_ops import last_good_build, site_server
+@click.option("--build", "from_build", is_flag=True, help="serve the last good build instead of the live release")
+def site_serve(domain: str, port: int, from_build: bool) -> None:
+    """Serve the site's live release from the bucket on http://127.0.0.1:PORT/ exactly as the Cloudflare Worker
+    serves it (clean URLs, its 404 page, content types and cache headers); `--build` serves the last good build the
+    same way. Ctrl-C stops it."""
+    from spark_assets.ops.site_ops import BuildSource, last_good_build, release_source, site_server
 
     try:
-        tree, files = last_good_build(domain)
+        source = BuildSource(*last_good_build(domain)) if from_build else release_source(domain)
     except RegistryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    server = site_server(tree, files, port)
-    click.echo(f"serving {domain} ({len(files)} files) on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    server = site_server(source, port=port)
+    click.echo(f"serving {domain} ({source.label}) on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+@site.command("releases")
+@click.argument("domain")
+def site_releases(domain: str) -> None:
+    """List the site's releases and rollbacks, newest first, and which release is live."""
+    from spark_assets.ops.site_ops import list_releases
+
+    try:
+        live, history = list_releases(domain)
+    except RegistryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"live: {live or 'nothing yet'}")
+    if not history:
+        click.echo(f"no releases yet: materialize site_release for {domain} (or run `spark demo`)")
+        return
+    click.echo(f"{'WHEN (UTC)':20} {'KIND':9} {'STATUS':9} {'RELEASE':26} {'UPLOADED':>9} {'REUSED':>7}  NOTE")
+    for d in history:
+        when = f"{d.started_at:%Y-%m-%d %H:%M:%S}" if d.started_at else "-"
+        note = d.error_message or (f"replaced {d.previous_release}" if d.previous_release else "")
+        if d.kind == "release" and d.status == "deployed" and d.release_id is None:
+            note = f"already live: {d.previous_release}"
+        marker = " *" if d.release_id and d.release_id == live and d.kind == "release" else ""
+        click.echo(f"{when:20} {d.kind:9} {d.status:9} {(d.release_id or '-') + marker:26} "
+                   f"{d.objects_uploaded:>9} {d.objects_reused:>7}  {note[:100]}")
+
+
+@site.command("rollback")
+@click.argument("domain")
+@click.option("--to", "to", metavar="RELEASE", help="the release to make live (default: the one live before)")
+def site_rollback(domain: str, to: str | None) -> None:
+    """Make an earlier release live again: one conditional write of the site's pointer."""
+    from spark_assets.ops.site_ops import rollback
+    from spark_assets.release.publish import ReleaseError
+    from spark_resources.providers.http import ProviderError
+
+    try:
+        now_live, replaced, seconds = rollback(domain, to)
+    except (RegistryError, ReleaseError, ProviderError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{domain}: {now_live} is live (was {replaced}), in {seconds:.2f} s")
 
 
 @site.command("list")

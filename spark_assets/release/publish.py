@@ -34,7 +34,13 @@ class Store(Protocol):
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None: ...
 
+    def exists(self, key: str) -> bool: ...
+
     def delete_keys(self, keys: Iterable[str]) -> int: ...
+
+
+#: above this many files not in the live release, the site's objects are listed rather than asked about one by one
+LIST_ABOVE = 500
 
 
 class ReleaseError(ValueError):
@@ -85,19 +91,30 @@ def release_build(store: Store, domain: str, build_id: str, build_manifest_hash:
     pointer_key = layout.pointer_key(domain)
     current = live_pointer(store, domain)
     previous_release = current[0]["release_id"] if current else None
+    stored: set[str] = set()  # content hashes known to be in the bucket
     if current:
-        live = json.loads(store.get_bytes(current[0]["manifest"]))
+        live = read_manifest(store, current[0]["manifest"])
         if live.get("build_manifest_hash") == build_manifest_hash:
             return ReleaseResult(previous_release, False, 0, 0, 0, 0, previous_release, current[0]["manifest"])
+        stored = {entry["sha256"] for entry in live["files"].values()}  # what the live release serves is stored
 
-    stored = {key.rsplit("/", 1)[1] for key in store.list_objects(layout.site_prefix(domain) + "objects/")}
     entries: dict[str, dict[str, str]] = {}
-    missing: dict[str, tuple[str, str]] = {}  # sha256 -> (a path with that content, its content type)
+    candidates: dict[str, tuple[str, str]] = {}  # sha256 -> (a path with that content, its content type)
     for f in files:
         entries[f.path] = {"sha256": f.sha256, "content_type": f.content_type,
                            "cache_control": layout.cache_policy(f.path, f.content_type)}
-        if f.sha256 not in stored and f.sha256 not in missing:
-            missing[f.sha256] = (f.path, f.content_type)
+        if f.sha256 not in stored and f.sha256 not in candidates:
+            candidates[f.sha256] = (f.path, f.content_type)
+    # the others may be stored too (a release that failed halfway, an older release): a few are asked about one by
+    # one (HEAD), many by listing the site's objects once (1,000 keys a request)
+    if len(candidates) > LIST_ABOVE:
+        listed = {key.rsplit("/", 1)[1] for key in store.list_objects(layout.site_prefix(domain) + "objects/")}
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            found = pool.map(lambda sha: store.exists(layout.object_key(domain, sha)), list(candidates))
+            listed = {sha for sha, present in zip(list(candidates), found) if present}
+    stored |= listed & candidates.keys()
+    missing = {sha: where for sha, where in candidates.items() if sha not in listed}
 
     def upload(item: tuple[str, tuple[str, str]]) -> int:
         sha, (path, content_type) = item
@@ -150,7 +167,7 @@ def releases(store: Store, domain: str) -> list[tuple[str, datetime]]:
 def point_to(store: Store, domain: str, release_id: str, now: datetime) -> str | None:
     """Make `release_id` live (one conditional write of the pointer); the release that was live before."""
     manifest_key = layout.manifest_key(domain, release_id)
-    if store.get_versioned(manifest_key) is None:
+    if not store.exists(manifest_key):
         raise ReleaseError(f"{domain} has no release {release_id}: `spark site releases {domain}` lists them")
     current = live_pointer(store, domain)
     pointer = _json(layout.pointer_document(release_id, manifest_key, now.isoformat(timespec="seconds")))
