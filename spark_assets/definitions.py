@@ -54,7 +54,8 @@ defs = Definitions(
             base_url=os.environ.get("SPARK_NAMECHEAP_URL", namecheap.DEFAULT_BASE_URL),
         ),
         "search_console": google.SearchConsoleResource(**google.endpoints_on(os.environ.get("SPARK_GOOGLE_URL"))),
-        "matomo": matomo.MatomoResource(base_url=os.environ.get("SPARK_MATOMO_URL", matomo.DEFAULT_BASE_URL)),
+        "matomo": matomo.MatomoResource(base_url=os.environ.get("SPARK_MATOMO_URL", matomo.DEFAULT_BASE_URL),
+                                        tracker_url=os.environ.get("SPARK_MATOMO_TRACKER_URL")),
         # where the built sites go: Cloudflare R2 (S3 API); keys from R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY
         "storage": storage_from_environment(),
     },

@@ -527,12 +527,20 @@ def _from_environment(variable: str) -> str:
     return value
 
 
+def local_bucket() -> Path:
+    """The offline default bucket: a directory under $SPARK_HOME (like the embedded database)."""
+    from spark_resources.database import spark_home
+
+    return spark_home() / "bucket"
+
+
 def storage_from_environment() -> ObjectStorageResource:
-    """The `storage` resource as the environment configures it: R2 (R2_ACCOUNT_ID, R2_BUCKET, keys read when a
-    client is made), or SPARK_STORAGE_URL (an S3 endpoint such as a local test server, or `file:///path` for the
-    offline demo's directory bucket)."""
-    return ObjectStorageResource(
-        account_id=os.environ.get("R2_ACCOUNT_ID"),
-        bucket=os.environ.get("R2_BUCKET", "spark-sites"),
-        endpoint_url=os.environ.get("SPARK_STORAGE_URL"),
-    )
+    """The `storage` resource as the environment configures it: SPARK_STORAGE_URL (an S3 endpoint such as a local test
+    server, or `file:///path`), else R2 when R2_ACCOUNT_ID is set (R2_BUCKET, keys read when a client is made), else
+    the offline default: the directory `$SPARK_HOME/bucket` (what `spark demo` releases to)."""
+    endpoint = os.environ.get("SPARK_STORAGE_URL") or None
+    account = os.environ.get("R2_ACCOUNT_ID") or None
+    if endpoint is None and account is None:
+        endpoint = local_bucket().as_uri()
+    return ObjectStorageResource(account_id=account, bucket=os.environ.get("R2_BUCKET", "spark-sites"),
+                                 endpoint_url=endpoint)

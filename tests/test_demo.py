@@ -55,12 +55,12 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "10 migration(s) applied" in out
+    assert "11 migration(s) applied" in out
     assert "site demo-roofing.example registered; campaign created" in out
     steps = [line.split()[3] for line in out.splitlines() if line.startswith("-> materialize")]
     assert steps == [
         "avatars", "campaign_blueprint", "locations", "site_dns", "site_matomo", "campaign_geo", "site_search_console",
-        "cartesian_permutations", "headlines", "articles", "article_quality", "site_build",
+        "cartesian_permutations", "headlines", "articles", "article_quality", "site_build", "site_release",
     ]  # fmt: skip
     # provisioned against the local Cloudflare, Namecheap, Google and Matomo simulators
     assert "DNS active, Matomo site 1 (active), Search Console verified" in out
@@ -92,9 +92,11 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "new=0, changed=0, unchanged=288" in second.stdout
     # the site was built the first time (288 articles, their hubs, the demo's pages) and nothing changed since
     assert "Built the site: " in out
-    # only the Matomo loader, which names the sandbox's Matomo (a new loopback port each run), is written again
-    assert re.search(r"Built the site: \d+ files \((0|1) written,", second.stdout), second.stdout
-    assert "Open it: `spark site serve demo-roofing.example`" in out
+    # nothing changed: nothing written, nothing uploaded (the pages name the sandbox's Matomo at a fixed address)
+    assert re.search(r"Built the site: \d+ files \(0 written,", second.stdout), second.stdout
+    assert re.search(r"Released it: \S+ \(\d+ object\(s\) uploaded, 0 already stored\)", out), out
+    assert "(already live, nothing uploaded)" in second.stdout
+    assert "Open it: `spark site serve demo-roofing.example` (what a visitor sees)" in out
 
     listing = _spark(["site", "list"], home)
     assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout

@@ -20,7 +20,7 @@ from spark_assets.release import layout, publish
 from spark_assets.site.build import BuildError, check_relative_path, load_manifest
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.http import ProviderError
-from spark_resources.storage import ConditionFailed, ObjectStorageResource
+from spark_resources.storage import ConditionFailed, DirectoryStorage, ObjectStorageResource
 
 KEEP_VARIABLE = "SPARK_KEEP_RELEASES"
 #: an object younger than this is never collected (a release may be uploading it right now)
@@ -73,6 +73,10 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
         if not files:
             raise BuildError(f"the manifest of build {build.id} is missing or empty: build again")
         client = storage.get_client()
+        if isinstance(client, DirectoryStorage):  # the offline default: a local directory, nothing to provision
+            client.ensure_bucket()
+            context.log.warning(f"{domain}: releasing to the local directory bucket {client.root} (the offline "
+                                "default): set R2_ACCOUNT_ID (or SPARK_STORAGE_URL) to release to R2")
         result = publish.release_build(
             client, domain, str(build.id), build.manifest_hash, files.values(), _reader(Path(build.tree)),
             release_id, now, progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,} object(s)"))
@@ -118,6 +122,7 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
         "manifest_key": result.manifest_key,
         "seconds": round(duration_ms / 1000, 3),
         "live_url": MetadataValue.url(live_url),
+        "bucket": f"{storage.bucket} at {client.endpoint_url}",
     }
     if collected is not None:
         metadata["releases_kept"] = len(collected.releases_kept)

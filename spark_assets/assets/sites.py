@@ -86,7 +86,9 @@ def build_workers() -> int:
 
 
 def tracker_url(matomo: MatomoResource) -> str:
-    """The Matomo tracker's base URL from the API's `index.php` URL."""
+    """The Matomo tracker's base URL: the resource's `tracker_url`, else the API's `index.php` URL's directory."""
+    if matomo.tracker_url:
+        return matomo.tracker_url.rstrip("/") + "/"
     base = matomo.base_url
     return base[: -len("index.php")] if base.endswith("index.php") else base.rstrip("/") + "/"
 

@@ -1,8 +1,9 @@
 """`spark demo`: the whole factory for one demo site, on this machine, with nothing to set up.
 
 Migrates the database, registers `demo-roofing.example`, imports the demo blueprint, adds the partitions (as the sensors
-would), then materializes every asset in the Definitions in dependency order for the demo's partitions, printing progress,
-and finally prints what was made. Runs go to the Dagster instance in $DAGSTER_HOME (default .spark/dagster), so
+would), then materializes every asset in the Definitions in dependency order for the demo's partitions (the site's build and
+its release to the offline bucket, `$SPARK_HOME/bucket`, included), printing progress, and finally prints what was
+made. Runs go to the Dagster instance in $DAGSTER_HOME (default .spark/dagster), so
 `spark ui` shows them with their lineage and metadata afterwards. Safe to run again: every step converges.
 """
 
@@ -32,6 +33,7 @@ from spark_assets.records.site_inputs import upsert_page
 from spark_resources import migrations
 from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
 from spark_resources.paths import DEMO_BLUEPRINT
+from spark_resources.storage import storage_from_environment
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
@@ -136,10 +138,17 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
     for name, count in summary.items():
         echo(f"  {name:20} {count}")
     echo("")
+    release = {name: value.value for name, value in metadata.get(AssetKey("site_release"), {}).items()}
     if build:
         echo(f"Built the site: {build['files']} files ({build['files_written']} written, {build['files_skipped']} "
              f"unchanged) in {build['seconds']} s, manifest {build['manifest']}")
-        echo(f"Open it: `spark site serve {site.domain}`, then http://127.0.0.1:8000/")
+    if release:
+        what = ("already live, nothing uploaded" if release["already_live"] else
+                f"{release['objects_uploaded']} object(s) uploaded, {release['objects_reused']} already stored")
+        echo(f"Released it: {release['release_id']} ({what}) to {release['bucket']}")
+        echo(f"Open it: `spark site serve {site.domain}` (what a visitor sees), then http://127.0.0.1:8000/")
+    elif build:
+        echo(f"Open it: `spark site serve {site.domain} --build`, then http://127.0.0.1:8000/")
     echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
     echo("See the lineage and run metadata: `make ui`, then open http://127.0.0.1:3000")
     dispose_engines()
@@ -154,4 +163,5 @@ def sandbox_resources(engine, site) -> Iterator[dict]:
         providers.register_accounts(engine)
         with engine.begin() as conn:
             assign_accounts(conn, site, cloudflare=CLOUDFLARE_ACCOUNT, gsc=GOOGLE_ACCOUNT)
-        yield {**defs.resources, **providers.resources()}
+        # releases go to the offline default bucket, a directory under $SPARK_HOME, so `spark site serve` finds them
+        yield {**defs.resources, **providers.resources(), "storage": storage_from_environment()}

@@ -40,6 +40,9 @@ GOOGLE_REFRESH_TOKEN = "1//sandbox-refresh-token"
 GOOGLE_CLIENT = {"client_id": "sandbox-client.apps.googleusercontent.com", "client_secret": "sandbox-client-secret"}
 MATOMO_TOKEN = "sandbox-matomo-token"
 HOSTING_TARGET = "sites.sandbox.example"
+#: the tracker address the sandbox's pages name: fixed (the simulator's loopback port changes every run, and a
+#: rebuilt loader would make every `spark demo` release something new)
+MATOMO_TRACKER = "https://matomo.sandbox.example/"
 
 
 class Sandbox:
@@ -90,7 +93,8 @@ class Sandbox:
             "namecheap": NamecheapResource(base_url=self.namecheap.base_url, **NAMECHEAP, **settings),
             "search_console": SearchConsoleResource(**GOOGLE_CLIENT, **google.endpoints_on(self.google.base_url),
                                                     **settings),
-            "matomo": MatomoResource(base_url=self.matomo.base_url, token_auth=MATOMO_TOKEN, **settings),
+            "matomo": MatomoResource(base_url=self.matomo.base_url, token_auth=MATOMO_TOKEN,
+                                     tracker_url=MATOMO_TRACKER, **settings),
         }
 
     def env(self) -> dict[str, str]:
@@ -105,6 +109,7 @@ class Sandbox:
             "GOOGLE_CLIENT_SECRET": GOOGLE_CLIENT["client_secret"],
             "SPARK_MATOMO_URL": self.matomo.base_url,
             "MATOMO_TOKEN_AUTH": MATOMO_TOKEN,
+            "SPARK_MATOMO_TRACKER_URL": MATOMO_TRACKER,
         }
 
 

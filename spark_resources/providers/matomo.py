@@ -201,6 +201,10 @@ class MatomoResource(ConfigurableResource):
     No rate limiter: self-hosted Matomo has no API rate limit."""
 
     base_url: str = Field(DEFAULT_BASE_URL, description="the Matomo index.php URL, from SPARK_MATOMO_URL")
+    tracker_url: str | None = Field(
+        None, description="where visitors' browsers load matomo.js from and report to (default: base_url's "
+        "directory); the sandbox names a fixed address, so its loopback port never reaches the pages"
+    )
     token_auth: str | None = Field(
         None, description=f"API token (super user, to add sites); when unset, read from {TOKEN_VARIABLE}"
     )
