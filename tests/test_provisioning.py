@@ -90,6 +90,14 @@ def test_provisioning_twice_makes_one_of_everything(providers, database, engine)
     assert site.matomo_site_id == next(iter(providers.matomo.sites)) and site.error_message is None
     assert _metadata(second, "site_dns")["zone_created"] is False
     assert _metadata(second, "site_dns")["records"] == {"one.example": "unchanged", "www.one.example": "unchanged"}
+    # the edge router: the Worker script (the package's, bound to the sites bucket) and a route on the apex and www
+    (scripts,) = providers.cloudflare.scripts.values()
+    assert list(scripts) == ["spark-router"]
+    routes = sorted((r["pattern"], r["script"]) for r in providers.cloudflare.worker_routes[zone["id"]])
+    assert routes == [("one.example/*", "spark-router"), ("www.one.example/*", "spark-router")]
+    assert _metadata(first, "site_dns")["worker_routes"] == {"one.example/*": "created", "www.one.example/*": "created"}
+    assert _metadata(second, "site_dns")["worker_routes"] == {"one.example/*": "unchanged",
+                                                               "www.one.example/*": "unchanged"}
     assert _metadata(second, "site_matomo")["matomo_site_created"] is False
     assert (_metadata(second, "site_search_console")["txt_record_created"],
             _metadata(second, "site_search_console")["property_added"]) == (False, False)

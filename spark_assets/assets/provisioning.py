@@ -31,6 +31,7 @@ from dagster import (
 from spark_assets.partitions import site_partitions
 from spark_assets.records.accounts import assign_accounts, cloudflare_credentials, gsc_refresh_token
 from spark_assets.records.registry import RegistryError, Site, get_site
+from spark_assets.release.lookup import worker_source
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareClient, CloudflareResource
 from spark_resources.providers.google import SearchConsoleResource, VerificationPendingError, domain_property
@@ -38,6 +39,7 @@ from spark_resources.providers.http import ProviderError
 from spark_resources.providers.matomo import MatomoResource
 from spark_resources.providers.namecheap import NamecheapResource
 from spark_resources.secrets import SecretKeyError
+from spark_resources.storage import storage_from_environment
 
 #: the Dagster pools the provisioning steps run in, and their limits (steps at once, across all runs). Namecheap allows
 #: 20 calls a minute per key, so its step runs alone; the others leave room for the client-side rate limiters.
@@ -86,6 +88,11 @@ def _record_failure(database: DatabaseResource, site: Site, status_column: str, 
         )
 
 
+#: the edge router's script name in each Cloudflare account, and the runtime date it is written for
+WORKER_SCRIPT = "spark-router"
+WORKER_COMPATIBILITY_DATE = "2026-01-01"
+
+
 @contextmanager
 def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResource, site: Site) -> Iterator[tuple[CloudflareClient, str]]:
     """A client with the site's Cloudflare account's token (assigning an account first if it has none), and the
@@ -108,8 +115,9 @@ def _cloudflare_client(database: DatabaseResource, cloudflare: CloudflareResourc
     kinds={"cloudflare", "postgres"},
     owners=["team:platform"],
     pool="namecheap",
-    description="The site's Cloudflare zone, its apex and www records, and the registrar's name servers pointed at it; "
-    "sites.status_dns is `active` once Cloudflare says so (it can take hours: the step does not wait).",
+    description="The site's Cloudflare zone, its apex and www records (proxied), the edge router Worker on both, and "
+    "the registrar's name servers pointed at the zone; sites.status_dns is `active` once Cloudflare says so (it can "
+    "take hours: the step does not wait).",
 )
 def site_dns(
     context: AssetExecutionContext,
@@ -132,6 +140,14 @@ def site_dns(
             # usually the old host's records, imported when the zone was added: say what went, so it can be restored
             context.log.warning(f"{domain}: replaced conflicting DNS records with the hosting CNAMEs: "
                                 f"{'; '.join(replaced)}")
+        # the edge router: the Worker that serves the live release from the bucket (release/worker/worker.js), on
+        # the apex and www (both proxied above, as routes run only on proxied names); re-uploading replaces it
+        script = client.upload_worker_script(account, WORKER_SCRIPT, worker_source(),
+                                             compatibility_date=WORKER_COMPATIBILITY_DATE,
+                                             r2_buckets={"SITES": storage_from_environment().bucket})
+        routes = {}
+        for pattern in (f"{domain}/*", f"www.{domain}/*"):
+            _, routes[pattern] = client.ensure_worker_route(zone.id, pattern, WORKER_SCRIPT)
         registrar = namecheap.get_client(engine=database.engine)
         try:
             _, current = registrar.get_nameservers(domain)
@@ -163,6 +179,8 @@ def site_dns(
             "name_servers": MetadataValue.json(list(zone.name_servers)),
             "name_servers_changed": not pointed,
             "status_dns": status,
+            "worker": f"{WORKER_SCRIPT} (etag {script.etag})",
+            "worker_routes": MetadataValue.json(routes),
         }
     )
 
