@@ -56,6 +56,7 @@ def test_site_add_list_and_add_again(spark):
         ("localhost", "has no top-level domain"),
         ("bad_name.example", "must be 1-63 letters"),
         ("demo.example:8080", "has a port"),
+        ("www.demo.example", "register the apex domain, not its www host: `spark site add demo.example`"),
     ],
 )
 def test_site_add_rejects_an_invalid_domain_and_writes_nothing(spark, engine, domain, phrase):

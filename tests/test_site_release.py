@@ -337,3 +337,23 @@ def test_the_demos_directory_bucket_behaves_as_the_s3_server_does_for_releases(t
     collected = publish.collect_garbage(store, DOMAIN, keep=1, grace=timedelta(0),
                                         now=datetime.now(timezone.utc) + timedelta(seconds=1))
     assert set(collected.releases_kept) == {"r3", "r1"} and collected.releases_deleted == ()  # the newest, the live
+
+
+def test_a_large_release_lists_its_files_in_shards_that_the_lookup_reads_one_at_a_time(store, tmp_path, monkeypatch):
+    from spark_assets.release import lookup
+
+    monkeypatch.setattr(layout, "SHARD_FILES", 4)
+    root = tmp_path / "site"
+    build = _build(root)
+    _release(store, root, build, "r1")
+    top = json.loads(store.get_bytes(layout.manifest_key(DOMAIN, "r1")))
+    files = sorted(f.path for f in build.files)
+    assert top["files"] == {} and len(top["shards"]) == -(-len(files) // 4)
+    assert [s["first"] for s in top["shards"]] == files[::4] and top["shards"][-1]["last"] == files[-1]
+    loaded: list[str] = []
+    view = lookup.ManifestView(top, lambda key: loaded.append(key) or json.loads(store.get_bytes(key)))
+    page = f"{ARTICLES[0].slug}/index.html"
+    found = lookup.resolve(f"/{ARTICLES[0].slug}/", view.has)
+    assert found.status == 200 and found.path == page and len(loaded) == 1
+    assert store.get_bytes(layout.object_key(DOMAIN, view.entry(page)["sha256"])) == (root / page).read_bytes()
+    assert publish.read_manifest(store, layout.manifest_key(DOMAIN, "r1"))["files"].keys() == set(files)

@@ -78,6 +78,10 @@ def add_site(conn: Connection, domain: str, brand: str | None = None) -> tuple[S
     """Register a site (domain validated and normalised). Returns (site, created); an existing site keeps its row and
     only takes the new brand if one is given."""
     domain = normalize_domain(domain)
+    if domain.startswith("www."):
+        # a site is its apex: its www host is served the same site (the edge router and provisioning do both)
+        raise RegistryError(f"register the apex domain, not its www host: `spark site add {domain[4:]}` "
+                            f"(www.{domain[4:]} serves the same site)")
     row = conn.execute(
         sa.text(
             f"""INSERT INTO sites (domain, name, brand_name) VALUES (:domain, :name, :brand)
