@@ -55,7 +55,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     imported = time.perf_counter()
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import FEED_SIZE, Theme, build_site, frozen_heap, load_manifest, unchanged_build
+    from spark_assets.site.build import Theme, frozen_heap, load_manifest
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -69,28 +69,8 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
             fingerprint = site_inputs.site_fingerprint(conn, row.id)
         theme = Theme(None)
         previous_files, previous_header = load_manifest(previous)
-        result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
-        if result is None:
-            with engine.begin() as conn:
-                pages = site_inputs.static_pages(conn, row.id)
-                hubs = site_inputs.hub_texts(conn, row.id)
-                latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
-            result = build_site(
-                site,
-                root,
-                articles=lambda: site_inputs.stream_articles(engine, row.id),
-                hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
-                article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
-                latest=latest,
-                pages=pages,
-                hub_texts=hubs,
-                previous=previous_files,
-                theme=theme,
-                fingerprint=fingerprint,
-                previous_header=previous_header,
-                workers=workers,
-                after_fork=lambda: engine.dispose(close=False),
-            )
+        result = site_inputs.build_from_rows(engine, row.id, site, root, theme, fingerprint, previous_files,
+                                             previous_header, workers=workers)
         result.write_manifest(manifest_out, "bench", DOMAIN)
     seconds = time.perf_counter() - started
     cpu_end = os.times()

@@ -32,13 +32,10 @@ from spark_assets.partitions import site_partitions
 from spark_assets.records import site_inputs
 from spark_assets.site import verify
 from spark_assets.site.build import (
-    FEED_SIZE,
     BuildError,
     Theme,
-    build_site,
     frozen_heap,
     load_manifest,
-    unchanged_build,
 )
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
@@ -123,32 +120,11 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
             private_directory(base / "manifests")
             theme = Theme(themes_root() / domain)
             previous_files, previous_header = load_manifest(previous_manifest)
-            # nothing changed (the fingerprint, one aggregate query, says so): the previous build is this one
-            result = unchanged_build(site, root, fingerprint, theme, previous_files, previous_header)
-            if result is None:
-                with database.begin() as conn:
-                    pages = site_inputs.static_pages(conn, row.id)
-                    hubs = site_inputs.hub_texts(conn, row.id)
-                    latest = site_inputs.latest_articles(conn, row.id, FEED_SIZE)
-                engine = database.engine
-                result = build_site(
-                    site,
-                    root,
-                    articles=lambda: site_inputs.stream_articles(engine, row.id),
-                    hub_members=lambda: site_inputs.stream_hub_members(engine, row.id),
-                    article_bodies=lambda slugs: site_inputs.stream_article_bodies(engine, row.id, slugs),
-                    latest=latest,
-                    pages=pages,
-                    hub_texts=hubs,
-                    previous=previous_files,
-                    theme=theme,
-                    fingerprint=fingerprint,
-                    previous_header=previous_header,
-                    progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"),
-                    workers=build_workers(),
-                    # the second renderer gets its own connections: the parent's stay the parent's
-                    after_fork=lambda: engine.dispose(close=False),
-                )
+            # nothing changed (the fingerprint, one aggregate query, says so): the previous build is reused;
+            # otherwise the changed files are rendered, in two processes when there are many
+            result = site_inputs.build_from_rows(
+                database.engine, row.id, site, root, theme, fingerprint, previous_files, previous_header,
+                workers=build_workers(), progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"))
             manifest_path = base / "manifests" / f"{build_id}.json"
             result.write_manifest(manifest_path, str(build_id), domain)
         except (BuildError, OSError, jinja2.TemplateError) as exc:

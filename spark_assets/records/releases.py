@@ -13,6 +13,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from spark_assets.records import site_inputs
+
 ERROR_PREFIX = "Release for "
 
 
@@ -93,22 +95,6 @@ def release_build_id(conn: Connection, site_id: UUID, release_id: str) -> UUID |
     ).scalar()
 
 
-@dataclass(frozen=True)
-class GoodBuild:
-    id: UUID
-    tree: str
-    manifest_path: str
-    manifest_hash: str
 
-
-def last_good_build(conn: Connection, site_id: UUID) -> GoodBuild | None:
-    """The site's last good build (the one a release ships), or None."""
-    row = conn.execute(
-        sa.text(
-            """SELECT id, output_path, manifest_path, manifest_hash FROM site_builds
-               WHERE site_id = :s AND status = 'built' AND manifest_path IS NOT NULL
-               ORDER BY finished_at DESC NULLS LAST, date_created DESC LIMIT 1"""
-        ),
-        {"s": site_id},
-    ).first()
-    return GoodBuild(*row) if row else None
+#: the build a release ships (site_inputs.good_build)
+last_good_build = site_inputs.good_build

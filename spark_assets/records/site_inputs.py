@@ -17,7 +17,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from spark_assets.content import urls
 from spark_assets.content.geo import GeoTarget
-from spark_assets.site.build import HubMember, SlugRange
+from spark_assets.site.build import (
+    FEED_SIZE,
+    BuildResult,
+    FileEntry,
+    HubMember,
+    SlugRange,
+    Theme,
+    build_site,
+    unchanged_build,
+)
 from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
 
 #: how an article's place is read: its permutation's geo target (the same data its breadcrumbs were made from)
@@ -260,17 +269,31 @@ def site_fingerprint(conn: Connection, site_id: UUID) -> str:
 # --- site_builds --------------------------------------------------------------------------------------------------
 
 
-def last_good_build(conn: Connection, site_id: UUID) -> tuple[Path, Path] | None:
-    """(tree, manifest) of the site's last good build, or None."""
+@dataclass(frozen=True)
+class GoodBuild:
+    id: UUID
+    tree: str
+    manifest_path: str
+    manifest_hash: str
+
+
+def good_build(conn: Connection, site_id: UUID) -> GoodBuild | None:
+    """The site's last good build row (the one a release ships), or None."""
     row = conn.execute(
         sa.text(
-            """SELECT output_path, manifest_path FROM site_builds
+            """SELECT id, output_path, manifest_path, manifest_hash FROM site_builds
                WHERE site_id = :s AND status = 'built' AND manifest_path IS NOT NULL
                ORDER BY finished_at DESC NULLS LAST, date_created DESC LIMIT 1"""
         ),
         {"s": site_id},
     ).first()
-    return (Path(row.output_path), Path(row.manifest_path)) if row else None
+    return GoodBuild(*row) if row else None
+
+
+def last_good_build(conn: Connection, site_id: UUID) -> tuple[Path, Path] | None:
+    """(tree, manifest) of the site's last good build, or None."""
+    build = good_build(conn, site_id)
+    return (Path(build.tree), Path(build.manifest_path)) if build else None
 
 
 def last_good_manifest(conn: Connection, site_id: UUID) -> Path | None:
@@ -324,4 +347,37 @@ def upsert_page(conn: Connection, site_id: UUID, *, slug: str, title: str, conte
         ),
         {"s": site_id, "slug": slug, "permalink": permalink, "title": title, "content": content,
          "description": seo_description},
+    )
+
+
+def build_from_rows(engine: Engine, site_id: UUID, site: Site, root: Path, theme: Theme, fingerprint: str,
+                    previous: dict[str, FileEntry], previous_header: dict, *, workers: int = 1,
+                    progress=None) -> BuildResult:
+    """The site built from its rows, as the `site_build` asset builds it (and the benchmark measures it): the previous
+    build reused when the fingerprint says nothing changed; else pages, hub texts and the latest articles read, and
+    the articles streamed on connections of their own (a forked second renderer disposes the pool it inherited and
+    opens its own)."""
+    unchanged = unchanged_build(site, root, fingerprint, theme, previous, previous_header)
+    if unchanged is not None:
+        return unchanged
+    with engine.begin() as conn:
+        pages = static_pages(conn, site_id)
+        hubs = hub_texts(conn, site_id)
+        latest = latest_articles(conn, site_id, FEED_SIZE)
+    return build_site(
+        site,
+        root,
+        articles=lambda: stream_articles(engine, site_id),
+        hub_members=lambda: stream_hub_members(engine, site_id),
+        article_bodies=lambda slugs: stream_article_bodies(engine, site_id, slugs),
+        latest=latest,
+        pages=pages,
+        hub_texts=hubs,
+        previous=previous,
+        theme=theme,
+        fingerprint=fingerprint,
+        previous_header=previous_header,
+        progress=progress,
+        workers=workers,
+        after_fork=lambda: engine.dispose(close=False),
     )
