@@ -59,6 +59,7 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
     domain = context.partition_key
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
+    keep = keep_releases()
     with database.begin() as conn:
         row, _ = site_inputs.load_site(conn, domain, None)
         build = releases.last_good_build(conn, row.id)
@@ -80,7 +81,13 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
         result = publish.release_build(
             client, domain, str(build.id), build.manifest_hash, files.values(), _reader(Path(build.tree)),
             release_id, now, progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,} object(s)"))
-        collected = publish.collect_garbage(client, domain, keep_releases(), GRACE, now) if result.live else None
+        collected, collect_error = None, None
+        if result.live:
+            try:  # the release is live whatever happens here: a failed clean-up is said, and retried next release
+                collected = publish.collect_garbage(client, domain, keep, GRACE, now)
+            except (ProviderError, OSError) as exc:
+                collect_error = str(exc)
+                context.log.warning(f"{domain}: released, but old releases were not collected: {exc}")
     except ConditionFailed:
         with database.begin() as conn:
             message = releases.fail(conn, deployment, row.id, domain,
@@ -124,6 +131,8 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
         "live_url": MetadataValue.url(live_url),
         "bucket": f"{storage.bucket} at {client.endpoint_url}",
     }
+    if collect_error:
+        metadata["collect_error"] = collect_error
     if collected is not None:
         metadata["releases_kept"] = len(collected.releases_kept)
         metadata["releases_collected"] = len(collected.releases_deleted)
