@@ -373,7 +373,8 @@ def articles_approve(key: str, passing: bool) -> None:
 @articles.command("publish")
 @click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
 def articles_publish(key: str) -> None:
-    """Publish the campaign's approved articles, if its quality report allows."""
+    """Publish the campaign's approved articles, if its quality report allows (at once, even on a site with a daily
+    publishing quota: an operator's override of the drip feed)."""
     from spark_assets.records.publishing import daily_publish_quota
     from spark_assets.records.registry import get_campaign
 
