@@ -45,7 +45,7 @@ from spark_resources.database import DatabaseResource
 def article_quality(context: AssetExecutionContext, database: DatabaseResource) -> Iterator[Any]:
     started = time.perf_counter()
     report: QualityReport | None = None
-    published = 0
+    published = queued = 0
     for key in context.partition_keys:
         # one transaction, under the campaign's lock: the report is about exactly the articles it flags
         with database.begin() as conn:
@@ -56,7 +56,8 @@ def article_quality(context: AssetExecutionContext, database: DatabaseResource) 
             findings = _findings(conn, campaign, blueprint, near.flagged)
             report = record_quality(conn, campaign, blueprint, near, findings)
             if blueprint.publishing.auto_publish and report.publishable:
-                published += auto_publish(conn, campaign)
+                done, waiting = auto_publish(conn, campaign)
+                published, queued = published + done, queued + waiting
         context.log.info(f"{key}: {report.summary()}")
     assert report is not None
     yield MaterializeResult(
@@ -70,6 +71,8 @@ def article_quality(context: AssetExecutionContext, database: DatabaseResource) 
             "issues": MetadataValue.md(report.issues_markdown()),
             "publishable": report.publishable,
             "auto_published": published,
+            # approved by auto-publishing on a site with a daily quota: the drip feed publishes them (published_batch)
+            "auto_queued": queued,
             "worst_pairs": MetadataValue.md(report.worst_pairs_markdown()),
             "seconds": round(time.perf_counter() - started, 3),
         }

@@ -98,6 +98,7 @@ def tracker_url(matomo: MatomoResource) -> str:
     deps=[
         AssetDep("articles", partition_mapping=AllPartitionMapping()),
         AssetDep("article_quality", partition_mapping=AllPartitionMapping()),
+        "published_batch",  # the drip feed's batch (same site partition): drip_feed_job builds after publishing
     ],
     description="The site as a static website: its published articles, state and place hubs, pages, sitemap index, "
     "Atom feed and robots.txt, rendered incrementally into $SPARK_HOME/builds/<domain>/site/ with a manifest per build.",

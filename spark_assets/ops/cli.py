@@ -205,6 +205,36 @@ def site_rollback(domain: str, to: str | None) -> None:
     click.echo(f"{domain}: {now_live} is live (was {replaced}), in {seconds:.2f} s")
 
 
+@site.command("publishing", context_settings={"ignore_unknown_options": True})
+@click.argument("domain")
+@click.option("--daily-quota", type=click.IntRange(min=1), metavar="N",
+              help="publish at most N of the site's approved, passing articles a day (the drip feed)")
+@click.option("--no-quota", is_flag=True, help="clear the quota: articles are published as soon as they pass")
+def site_publishing(domain: str, daily_quota: int | None, no_quota: bool) -> None:
+    """Show or set the site's drip-feed publishing: its daily quota, its queue and the next day's batch."""
+    from spark_assets.records.drip_feed import publishing_policy, set_daily_quota
+
+    if daily_quota is not None and no_quota:
+        raise click.UsageError("--daily-quota and --no-quota contradict each other: give one")
+    domain = normalize_domain(domain)
+    with get_engine().begin() as conn:
+        if daily_quota is not None or no_quota:
+            set_daily_quota(conn, domain, None if no_quota else daily_quota)
+        policy = publishing_policy(conn, domain)
+    if policy.daily_quota is None:
+        click.echo(f"{domain}: no daily quota: articles are published as soon as they pass")
+        click.echo(f"queue: {len(policy.queue.articles)} approved, passing article(s) not yet published")
+        return
+    click.echo(f"{domain}: daily quota {policy.daily_quota} article(s), published by drip_feed_schedule at 06:00 UTC")
+    click.echo(f"queue: {len(policy.queue.articles)} approved, passing article(s) not yet published")
+    if not policy.next_batch:
+        click.echo("next batch: nothing to publish")
+        return
+    click.echo(f"next batch ({len(policy.next_batch)}):")
+    for n, article in enumerate(policy.next_batch, 1):
+        click.echo(f"{n:4}  {article.slug}  ({article.place_label or article.place or 'no place'})")
+
+
 @site.command("list")
 def site_list() -> None:
     """List sites with their workflow statuses."""
@@ -343,10 +373,17 @@ def articles_approve(key: str, passing: bool) -> None:
 @articles.command("publish")
 @click.option("--campaign", "key", required=True, help="campaign key, <domain>/<campaign-slug>")
 def articles_publish(key: str) -> None:
-    """Publish the campaign's approved articles, if its quality report allows."""
+    """Publish the campaign's approved articles, if its quality report allows (at once, even on a site with a daily
+    publishing quota: an operator's override of the drip feed)."""
+    from spark_assets.records.publishing import daily_publish_quota
+    from spark_assets.records.registry import get_campaign
+
     with get_engine().begin() as conn:
         published, held = publish(conn, key)
+        quota = daily_publish_quota(conn, get_campaign(conn, key).site_id)
     click.echo(f"published {published} article(s) of {key}")
+    if quota is not None:
+        click.echo(f"this overrides the site's daily publishing quota ({quota} a day): published at once")
     if held:
         click.echo(f"held back {held} approved article(s) with markup left in them", err=True)
 

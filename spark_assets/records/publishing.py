@@ -39,6 +39,9 @@ BLOCKING_ISSUES = (
     "visible_escaped_markup", "thin_content", "article_agreement", "seo_title_too_long", "duplicate_seo_title",
     "duplicate_h1", "broken_link",
 )
+#: what publishing an approved article sets, shared by `publish`, `auto_publish` and the drip feed
+#: (`records.drip_feed.publish_batch`), so a page is published the same way whoever publishes it
+PUBLISHED = "status = 'published', is_published = true, published_at = now()"
 _MARKUP = "(g.title || coalesce(g.seo_title, '') || coalesce(g.seo_description, '') || g.content) ~ '[{}]'"
 _NO_BLOCKING = "NOT (quality_issues ?| CAST(:blocking AS text[]))"
 #: a field another article of the same site has (case-folded); within a campaign the first by id keeps it. An empty
@@ -235,7 +238,7 @@ def publish(conn: Connection, key: str) -> tuple[int, int]:
     _require_publishable(conn, campaign)
     published = conn.execute(
         sa.text(
-            """UPDATE generated_articles SET status = 'published', is_published = true, published_at = now()
+            f"""UPDATE generated_articles SET {PUBLISHED}
                WHERE campaign_id = :c AND status = 'approved' AND NOT quality_issues ? 'unresolved_markup'"""
         ),
         {"c": campaign.id},
@@ -247,13 +250,30 @@ def publish(conn: Connection, key: str) -> tuple[int, int]:
     return published, held
 
 
-def auto_publish(conn: Connection, campaign: Campaign) -> int:
-    """Publish every draft or approved article without a blocking issue (campaigns with publishing.auto_publish)."""
-    return conn.execute(
+def daily_publish_quota(conn: Connection, site_id) -> int | None:
+    """The site's drip-feed quota (articles a day), or None: publish as soon as articles pass."""
+    return conn.execute(sa.text("SELECT daily_publish_quota FROM sites WHERE id = :s"), {"s": site_id}).scalar_one()
+
+
+def auto_publish(conn: Connection, campaign: Campaign) -> tuple[int, int]:
+    """Publish every draft or approved article without a blocking issue (campaigns with publishing.auto_publish);
+    returns (published, queued). On a site with a daily publishing quota the drafts are approved instead (queued), and
+    the drip feed (`records.drip_feed.publish_batch`) publishes them a quota a day."""
+    params = {"c": campaign.id, "blocking": list(BLOCKING_ISSUES)}
+    if daily_publish_quota(conn, campaign.site_id) is not None:
+        queued = conn.execute(
+            sa.text(
+                f"""UPDATE generated_articles SET status = 'approved', approved_at = now()
+                   WHERE campaign_id = :c AND status = 'draft' AND {_NO_BLOCKING}"""
+            ),
+            params,
+        ).rowcount
+        return 0, queued
+    published = conn.execute(
         sa.text(
-            f"""UPDATE generated_articles SET status = 'published', is_published = true,
-                   approved_at = coalesce(approved_at, now()), published_at = now()
+            f"""UPDATE generated_articles SET {PUBLISHED}, approved_at = coalesce(approved_at, now())
                WHERE campaign_id = :c AND status IN ('draft', 'approved') AND {_NO_BLOCKING}"""
         ),
-        {"c": campaign.id, "blocking": list(BLOCKING_ISSUES)},
+        params,
     ).rowcount
+    return published, 0
