@@ -55,7 +55,7 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
     imported = time.perf_counter()
 
     from spark_assets.records import site_inputs
-    from spark_assets.site.build import Theme, frozen_heap, load_manifest
+    from spark_assets.site.build import Theme, frozen_heap
     from spark_resources.database import get_engine
 
     imports = time.perf_counter() - imported
@@ -68,9 +68,8 @@ def worker(root: Path, previous: Path | None, manifest_out: Path, result_out: Pa
             row, site = site_inputs.load_site(conn, DOMAIN, None)
             fingerprint = site_inputs.site_fingerprint(conn, row.id)
         theme = Theme(None)
-        previous_files, previous_header = load_manifest(previous)
-        result = site_inputs.build_from_rows(engine, row.id, site, root, theme, fingerprint, previous_files,
-                                             previous_header, workers=workers)
+        result = site_inputs.build_from_rows(engine, row.id, site, root, theme, fingerprint, previous,
+                                             workers=workers)
         result.write_manifest(manifest_out, "bench", DOMAIN)
     seconds = time.perf_counter() - started
     cpu_end = os.times()

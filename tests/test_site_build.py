@@ -552,3 +552,29 @@ def test_json_ld_that_states_what_the_page_does_not_show_fails_its_check(tmp_pat
     assert f"{c.slug}/index.html: JSON-LD block 1: its BreadcrumbList (Home > Texas > Austin, TX > An old title) " \
            f"is not the trail the page shows (Home > Texas > Austin, TX > {c.title})" in text
     assert problems.total == 4, list(problems)
+
+
+def test_an_unchanged_build_reuses_the_previous_manifest_file_reading_its_header_first(tmp_path):
+    from spark_assets.site.build import reused_build
+
+    ordered = sorted(ARTICLES, key=lambda a: a.slug)
+    theme = Theme()
+    first = build_site(SITE, tmp_path / "site", articles=lambda: iter(ordered),
+                       hub_members=lambda: iter(_members(ARTICLES)), latest=ordered, fingerprint="rows-v1", theme=theme)
+    manifest = tmp_path / "b1.json"
+    first.write_manifest(manifest, "b1", SITE.domain)
+    again = reused_build(SITE, tmp_path / "site", "rows-v1", theme, manifest)
+    assert again is not None and again.manifest_hash == first.manifest_hash and again.skipped == len(first.files)
+    assert (len(again.files), again.files.html_count, again.bytes) == (len(first.files), first.files.html_count,
+                                                                       first.bytes)
+    assert sorted(again.files) == sorted(first.files)
+    copy = tmp_path / "b2.json"
+    again.write_manifest(copy, "b2", SITE.domain)
+    assert json.loads(copy.read_text()) == {**json.loads(manifest.read_text()), "build_id": "b2"}
+    # anything else: the general way (None)
+    assert reused_build(SITE, tmp_path / "site", "rows-v2", theme, manifest) is None
+    assert reused_build(SITE, tmp_path / "site", "rows-v1", theme, tmp_path / "none.json") is None
+    (tmp_path / "old.json").write_bytes(json.dumps(json.loads(manifest.read_text()), indent=2).encode())
+    assert reused_build(SITE, tmp_path / "site", "rows-v1", theme, tmp_path / "old.json") is None
+    (tmp_path / "site" / "texas" / "index.html").unlink()
+    assert reused_build(SITE, tmp_path / "site", "rows-v1", theme, manifest) is None

@@ -35,7 +35,6 @@ from spark_assets.site.build import (
     BuildError,
     Theme,
     frozen_heap,
-    load_manifest,
 )
 from spark_resources.database import DatabaseResource, private_directory, spark_home
 from spark_resources.providers.matomo import MatomoResource
@@ -120,11 +119,10 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         try:
             private_directory(base / "manifests")
             theme = Theme(themes_root() / domain)
-            previous_files, previous_header = load_manifest(previous_manifest)
             # nothing changed (the fingerprint, one aggregate query, says so): the previous build is reused;
             # otherwise the changed files are rendered, in two processes when there are many
             result = site_inputs.build_from_rows(
-                database.engine, row.id, site, root, theme, fingerprint, previous_files, previous_header,
+                database.engine, row.id, site, root, theme, fingerprint, previous_manifest,
                 workers=build_workers(), progress=lambda stage, n: context.log.info(f"{domain}: {stage}: {n:,}"))
             manifest_path = base / "manifests" / f"{build_id}.json"
             result.write_manifest(manifest_path, str(build_id), domain)

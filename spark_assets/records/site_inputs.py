@@ -20,11 +20,12 @@ from spark_assets.content.geo import GeoTarget
 from spark_assets.site.build import (
     FEED_SIZE,
     BuildResult,
-    FileEntry,
     HubMember,
     SlugRange,
     Theme,
     build_site,
+    load_manifest,
+    reused_build,
     unchanged_build,
 )
 from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
@@ -351,13 +352,16 @@ def upsert_page(conn: Connection, site_id: UUID, *, slug: str, title: str, conte
 
 
 def build_from_rows(engine: Engine, site_id: UUID, site: Site, root: Path, theme: Theme, fingerprint: str,
-                    previous: dict[str, FileEntry], previous_header: dict, *, workers: int = 1,
-                    progress=None) -> BuildResult:
+                    previous_manifest: Path | None, *, workers: int = 1, progress=None) -> BuildResult:
     """The site built from its rows, as the `site_build` asset builds it (and the benchmark measures it): the previous
-    build reused when the fingerprint says nothing changed; else pages, hub texts and the latest articles read, and
-    the articles streamed on connections of their own (a forked second renderer disposes the pool it inherited and
-    opens its own)."""
-    unchanged = unchanged_build(site, root, fingerprint, theme, previous, previous_header)
+    build reused when the fingerprint says nothing changed (`reused_build`: its manifest's header line read first);
+    else the previous manifest read whole, pages, hub texts and the latest articles read, and the articles streamed
+    on connections of their own (a forked second renderer disposes the pool it inherited and opens its own)."""
+    reused = reused_build(site, root, fingerprint, theme, previous_manifest)
+    if reused is not None:
+        return reused
+    previous, previous_header = load_manifest(previous_manifest)
+    unchanged = unchanged_build(site, root, fingerprint, theme, previous, previous_header)  # an older layout's
     if unchanged is not None:
         return unchanged
     with engine.begin() as conn:

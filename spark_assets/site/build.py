@@ -34,6 +34,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -127,6 +128,8 @@ class FileEntry(NamedTuple):
 
 
 _HASH_MODULUS = 1 << 256
+#: what ends a manifest's first line: its header is the line before it (`BuildResult.write_manifest`)
+_FILES_OPENING = b',"files":[\n'
 
 
 def _entry_digest(entry: FileEntry) -> int:
@@ -143,6 +146,8 @@ class FileList:
     """A build's file entries, spilled to a temporary file as they are recorded (one JSON line each) rather than kept
     in memory, with their count, HTML pages, bytes and manifest hash kept as they come. Iterating reads them back in
     the order they were recorded. `FileList.of(entries)` holds a list instead (a reused manifest: already read)."""
+
+    source: Path | None = None  # a previous manifest reused whole (`copied`)
 
     def __init__(self) -> None:
         descriptor, self.path = tempfile.mkstemp(prefix="spark-build-files-")
@@ -163,7 +168,19 @@ class FileList:
         self._sum = int(manifest_hash, 16) if manifest_hash else sum(map(_entry_digest, self._items))
         return self
 
+    @classmethod
+    def copied(cls, manifest: Path, count: int, html_count: int, size: int, manifest_hash: str) -> "FileList":
+        """The files of a previous build's manifest, reused whole: iterating reads them from it, and
+        `BuildResult.write_manifest` copies its bytes rather than writing each entry again."""
+        self = cls.__new__(cls)
+        self.path, self._writer, self._items, self.source = "", None, None, manifest
+        self.count, self.html_count, self.bytes = count, html_count, size
+        self._sum = int(manifest_hash, 16)
+        return self
+
     def append(self, entry: FileEntry) -> None:
+        if self.source is not None:
+            raise RuntimeError("a reused manifest's file list is read-only")
         if self._items is not None:
             self._items.append(entry)
         else:
@@ -201,6 +218,9 @@ class FileList:
         return self.count
 
     def __iter__(self) -> Iterator[FileEntry]:
+        if self.source is not None:
+            yield from load_manifest(self.source)[0].values()
+            return
         if self._items is not None:
             yield from self._items
             return
@@ -245,8 +265,15 @@ class BuildResult:
         the site."""
         header = self.manifest(build_id, domain, files=False)
         temporary = path.with_name(f".{path.name}.tmp")
+        if getattr(self.files, "source", None) is not None:  # a reused build: its header, then the previous manifest's files as they are
+            with open(self.files.source, "rb") as source, open(temporary, "wb") as handle:
+                source.readline()
+                handle.write(orjson.dumps(header)[:-1] + _FILES_OPENING)
+                shutil.copyfileobj(source, handle, 1 << 20)
+            os.replace(temporary, path)
+            return
         with open(temporary, "wb", buffering=1 << 16) as handle:
-            handle.write(orjson.dumps(header)[:-1] + b',"files":[\n')
+            handle.write(orjson.dumps(header)[:-1] + _FILES_OPENING)
             first = True
             for f in self.files:
                 if not first:
@@ -817,6 +844,37 @@ def unchanged_build(site: Site, root: Path, fingerprint: str | None, theme: Them
     return BuildResult(files=files, skipped=len(files), bytes=files.bytes,
                        articles=counts.get("articles", 0), hubs=counts.get("hubs", 0), pages=counts.get("pages", 0),
                        manifest_hash=files.hash, site_inputs=site_inputs)
+
+
+def reused_build(site: Site, root: Path, fingerprint: str | None, theme: Theme, manifest: Path | None,
+                 ) -> BuildResult | None:
+    """`unchanged_build` straight from the previous manifest's file, reading as little of it as it can: its header
+    line first (when `site_inputs` differ, nothing more), then only its paths (each `stat`ed); the new manifest is
+    then copied from its bytes. None when anything differs, the manifest is of an older layout, or a file is gone."""
+    if not fingerprint or manifest is None:
+        return None
+    try:
+        with open(manifest, "rb") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return None
+    if not first.endswith(_FILES_OPENING):
+        return None
+    header = orjson.loads(first[: -len(_FILES_OPENING)] + b"}")
+    site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site)
+    if header.get("site_inputs") != site_inputs or not header.get("manifest_hash"):
+        return None
+    entries = orjson.loads(manifest.read_bytes()).get("files") or []
+    prefix = os.fspath(root) + os.sep
+    isfile = os.path.isfile
+    if not entries or not all(isfile(prefix + e["path"]) for e in entries):
+        return None
+    counts = header.get("counts", {})
+    files = FileList.copied(manifest, len(entries), sum(1 for e in entries if e["path"].endswith(".html")),
+                            sum(e["size"] for e in entries), header["manifest_hash"])
+    return BuildResult(files=files, skipped=files.count, bytes=files.bytes, articles=counts.get("articles", 0),
+                       hubs=counts.get("hubs", 0), pages=counts.get("pages", 0), manifest_hash=files.hash,
+                       site_inputs=site_inputs)
 
 
 def build_site(
