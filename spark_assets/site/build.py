@@ -130,6 +130,7 @@ class FileEntry(NamedTuple):
 _HASH_MODULUS = 1 << 256
 #: what ends a manifest's first line: its header is the line before it (`BuildResult.write_manifest`)
 _FILES_OPENING = b',"files":[\n'
+_PATH_RE = re.compile(rb'\{"path":"([^"\\]*)"')
 
 
 def _entry_digest(entry: FileEntry) -> int:
@@ -290,7 +291,9 @@ class BuildResult:
             "domain": domain,
             "manifest_hash": self.manifest_hash,
             "site_inputs": self.site_inputs,
-            "counts": {"articles": self.articles, "hubs": self.hubs, "pages": self.pages},
+            "counts": {"articles": self.articles, "hubs": self.hubs, "pages": self.pages, "files": len(self.files),
+                       "html_files": self.files.html_count if isinstance(self.files, FileList) else
+                       sum(1 for f in self.files if f.path.endswith(".html")), "bytes": self.bytes},
         }
         if files:
             document["files"] = [
@@ -864,14 +867,22 @@ def reused_build(site: Site, root: Path, fingerprint: str | None, theme: Theme, 
     site_inputs = _digest(BUILD_FORMAT, fingerprint, theme.digest, site)
     if header.get("site_inputs") != site_inputs or not header.get("manifest_hash"):
         return None
-    entries = orjson.loads(manifest.read_bytes()).get("files") or []
+    counts = header.get("counts", {})
+    data = manifest.read_bytes()
+    if b"\\" in data or "files" not in counts:  # an escaped character in a path, or no totals: parse it all
+        entries = orjson.loads(data).get("files") or []
+        paths = [e["path"] for e in entries]
+        totals = (len(entries), sum(1 for p in paths if p.endswith(".html")), sum(e["size"] for e in entries))
+    else:  # the paths alone (the writer's own layout: `{"path":"...",`), and the totals from the header
+        paths = [p.decode() for p in _PATH_RE.findall(data)]
+        totals = (counts["files"], counts["html_files"], counts["bytes"])
+        if len(paths) != totals[0]:
+            return None
     prefix = os.fspath(root) + os.sep
     isfile = os.path.isfile
-    if not entries or not all(isfile(prefix + e["path"]) for e in entries):
+    if not paths or not all(isfile(prefix + p) for p in paths):
         return None
-    counts = header.get("counts", {})
-    files = FileList.copied(manifest, len(entries), sum(1 for e in entries if e["path"].endswith(".html")),
-                            sum(e["size"] for e in entries), header["manifest_hash"])
+    files = FileList.copied(manifest, *totals, header["manifest_hash"])
     return BuildResult(files=files, skipped=files.count, bytes=files.bytes, articles=counts.get("articles", 0),
                        hubs=counts.get("hubs", 0), pages=counts.get("pages", 0), manifest_hash=files.hash,
                        site_inputs=site_inputs)
