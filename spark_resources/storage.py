@@ -18,7 +18,9 @@ only `endpoint_url` and the (fake) keys differ from production.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import mimetypes
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -431,9 +433,6 @@ class DirectoryStorage:
 
     def put_bytes(self, key: str, data: bytes, content_type: str, cache_control: str | None = None, *,
                   if_match: str | None = None, if_none_match: bool = False) -> str:
-        import fcntl
-        import json
-
         path = self._path(key)
         if not self.root.is_dir():
             raise self._missing("PutObject", key)
@@ -507,8 +506,6 @@ class DirectoryStorage:
         return deleted
 
     def metadata(self, key: str) -> dict[str, str | None]:
-        import json
-
         path = self._path(key)
         try:
             return json.loads(path.with_name(f".{path.name}.meta").read_text())

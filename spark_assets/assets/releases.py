@@ -62,7 +62,7 @@ def site_release(context: AssetExecutionContext, database: DatabaseResource,
     keep = keep_releases()
     with database.begin() as conn:
         row, _ = site_inputs.load_site(conn, domain, None)
-        build = releases.last_good_build(conn, row.id)
+        build = site_inputs.good_build(conn, row.id)  # the build a release ships
         if build is None:
             raise Failure(f"{domain} has no good build to release: materialize site_build (spark site build {domain})")
         release_id = new_release_id(now, build.id)

@@ -13,8 +13,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from spark_assets.records import site_inputs
-
 ERROR_PREFIX = "Release for "
 
 
@@ -94,7 +92,3 @@ def release_build_id(conn: Connection, site_id: UUID, release_id: str) -> UUID |
         {"s": site_id, "r": release_id},
     ).scalar()
 
-
-
-#: the build a release ships (site_inputs.good_build)
-last_good_build = site_inputs.good_build

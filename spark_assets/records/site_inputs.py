@@ -26,7 +26,6 @@ from spark_assets.site.build import (
     build_site,
     load_manifest,
     reused_build,
-    unchanged_build,
 )
 from spark_assets.site.model import ArticlePage, HubText, NavItem, Site, StaticPage
 
@@ -360,10 +359,7 @@ def build_from_rows(engine: Engine, site_id: UUID, site: Site, root: Path, theme
     reused = reused_build(site, root, fingerprint, theme, previous_manifest)
     if reused is not None:
         return reused
-    previous, previous_header = load_manifest(previous_manifest)
-    unchanged = unchanged_build(site, root, fingerprint, theme, previous, previous_header)  # an older layout's
-    if unchanged is not None:
-        return unchanged
+    previous, previous_header = load_manifest(previous_manifest)  # (an older layout's: build_site reuses it)
     with engine.begin() as conn:
         pages = static_pages(conn, site_id)
         hubs = hub_texts(conn, site_id)
