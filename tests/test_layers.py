@@ -10,6 +10,7 @@ The layers, top to bottom (docs/ARCHITECTURE.md, "Layers"):
     partitions     spark_assets.partitions      partition definitions
     records        spark_assets.records.*       rows in SQL, no dagster
     resources      spark_resources.*            the doors to the outside
+    analytics      spark_assets.analytics.*     which analytics days are final, the report and its charts (pure)
     release        spark_assets.release.*       where releases live in the bucket, how a URL finds its file (pure)
     site           spark_assets.site.*          the pure site renderer (uses content's URL scheme)
     content        spark_assets.content.*       the pure core
@@ -26,7 +27,7 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-LAYERS = ["content", "site", "release", "resources", "records", "partitions", "assets", "automation", "definitions", "ops"]
+LAYERS = ["content", "site", "release", "analytics", "resources", "records", "partitions", "assets", "automation", "definitions", "ops"]
 PACKAGES = ("spark_assets", "spark_resources")
 
 
@@ -139,6 +140,7 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
         ("spark_assets.content", ("dagster", "sqlalchemy", "psycopg")),
         ("spark_assets.site", ("dagster", "sqlalchemy", "psycopg")),
         ("spark_assets.release", ("dagster", "sqlalchemy", "psycopg", "boto3")),
+        ("spark_assets.analytics", ("dagster", "sqlalchemy", "psycopg", "httpx")),
         ("spark_assets.records", ("dagster",)),
     ],
 )
