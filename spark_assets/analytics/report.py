@@ -119,7 +119,7 @@ def build_report(daily: pd.DataFrame, sites: pd.DataFrame, as_of: date, *, site:
 
     total_facts = pd.DataFrame(
         {
-            "first_published": [sites["first_published"].min() if sites["first_published"].notna().any() else pd.NaT],
+            "first_published": [min((d for d in sites["first_published"] if isinstance(d, date)), default=None)],
             "pages_published": [int(site_facts["pages_published"].sum())],
             "pages_with_impressions": [int(site_facts["pages_with_impressions"].sum())],
         },
@@ -134,8 +134,9 @@ def build_report(daily: pd.DataFrame, sites: pd.DataFrame, as_of: date, *, site:
     no_traffic = per_site.loc[live_whole_window & silent, ["first_published", "pages_published"]]
     new_sites = per_site.loc[~live_whole_window, ["first_published", "pages_published", "visits_28d", "clicks_28d",
                                                  "impressions_28d"]]
-    new_sites = new_sites.loc[sorted(new_sites.index, key=lambda d: (_sort_date(new_sites.at[d, "first_published"]), d),
-                                     reverse=True)]
+    youngest_first = sorted(new_sites.index)
+    youngest_first.sort(key=lambda d: _sort_date(new_sites.at[d, "first_published"]), reverse=True)  # stable: by name
+    new_sites = new_sites.loc[youngest_first]
 
     movers_up, movers_down = _movers(per_site)
     return AnalyticsReport(
