@@ -241,9 +241,9 @@ def test_markdown_rows(daily, sites):
     month = "Per site: last 28 days against the 28 before"
     # Site, Visits, Change, Clicks, Change, Impressions, Change, CTR, Change, Position, Change
     assert table_row(markdown, week, "alpha.com") == [
-        "alpha.com", "70", "+0.0%", "21", "+200.0%", "7,000", "+0.0%", "0.3%", "+200.0%", "4.0", "-50.0%"]
+        "alpha.com", "70", "+0.0%", "21", "+200.0%", "7,000", "+0.0%", "0.30%", "+200.0%", "4.0", "-50.0%"]
     assert table_row(markdown, week, "beta.com") == [
-        "beta.com", "20", "new", "5", "new", "400", "new", "1.2%", "new", "4.0", "new"]
+        "beta.com", "20", "new", "5", "new", "400", "new", "1.25%", "new", "4.0", "new"]
     assert table_row(markdown, week, "gamma.com") == [
         "gamma.com", "0", "–", "0", "–", "0", "–", "–", "–", "–", "–"]
     assert table_row(markdown, month, "alpha.com")[-3:] == ["40", "30", "75.0%"]

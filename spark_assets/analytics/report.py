@@ -297,6 +297,11 @@ def _percent(value: Any) -> str:
     return "–" if pd.isna(value) else f"{float(value):.1%}"
 
 
+def _ctr(value: Any) -> str:
+    """Two decimals: local sites' CTRs are often below 1 %, where one decimal would round 0.15 % and 0.24 % together."""
+    return "–" if pd.isna(value) else f"{float(value):.2%}"
+
+
 def _position(value: Any) -> str:
     return "–" if pd.isna(value) else f"{float(value):.1f}"
 
@@ -309,7 +314,7 @@ def _change(change: Any, current: Any) -> str:
 
 
 FORMATS: dict[str, Callable[[Any], str]] = {
-    "visits": _count, "clicks": _count, "impressions": _count, "ctr": _percent, "position": _position,
+    "visits": _count, "clicks": _count, "impressions": _count, "ctr": _ctr, "position": _position,
 }
 LABELS = {"visits": "Visits", "clicks": "Clicks", "impressions": "Impressions", "ctr": "CTR", "position": "Avg. position"}
 
@@ -347,7 +352,8 @@ def _totals_table(total: pd.Series) -> str:
             row += [show(current), show(total[f"{metric}_{previous}"]), _change(total[f"{metric}_change_{window}"], current)]
         rows.append(row)
     pages = (f"Pages with at least one impression in the last 28 days: {_count(total['pages_with_impressions'])} of "
-             f"{_count(total['pages_published'])} published ({_percent(total['impression_share'])}).")
+             f"{_count(total['pages_published'])} published ({_percent(total['impression_share'])}). "
+             "A falling position is good news: 1 is the top of Google's results.")
     return markdown_table(headers, rows) + "\n\n" + pages
 
 
