@@ -231,10 +231,10 @@ class GoogleSimulator(Simulator):
         numbers = {d: provisional_traffic(site_url, d, today) for d in _days(start, min(end, last))}
         days = [d for d, n in numbers.items() if n is not None] if search_type == "web" else []
         pages = list(dict.fromkeys(self.site_pages(site_url))) if self.site_pages else []
+        domain = site_url.removeprefix("sc-domain:")
         rows = []
         for day in days:
             clicks, impressions, position = numbers[day]  # type: ignore[misc]
-            domain = site_url.removeprefix("sc-domain:")
             day_pages = _pages_of_day(site_url, day, pages)
             values = {
                 "date": [day.isoformat()],
