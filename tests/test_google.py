@@ -4,11 +4,14 @@ loopback: the contract's state machine, quirks, faults and auth rules."""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from datetime import date, timedelta
 
+import httpx
 import pytest
 
 from spark_resources.providers.google import (
+    DailySearch,
     GoogleClient,
     QuotaExceededError,
     SearchConsoleResource,
@@ -18,7 +21,7 @@ from spark_resources.providers.google import (
 from spark_resources.providers.http import AuthenticationError, ProviderError, RateLimiter, TransientProviderError
 from spark_resources.secrets import Secret
 from spark_resources.simulators.base import SimulatedClock
-from spark_resources.simulators.google import GoogleSimulator, traffic
+from spark_resources.simulators.google import DATA_DELAY_DAYS, GoogleSimulator, provisional_traffic, traffic
 
 REFRESH = "1//refresh-secret-value"
 CLIENT_SECRET = "client-secret-value"
@@ -241,3 +244,160 @@ def test_sites_get_answers_for_a_property_the_account_owns(google):
     with pytest.raises(AuthenticationError) as other:
         client._request("GET", f"{google.search_console_url}/sites/sc-domain%3Aother.example")
     assert other.value.code == "forbidden"
+
+
+# --- fresh data: dataState all, by day ---------------------------------------------------------------------------------
+
+FIRST_INCOMPLETE = TODAY - timedelta(days=DATA_DELAY_DAYS - 1)
+
+
+def _span(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def test_daily_search_answers_final_and_provisional_days(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    start = TODAY - timedelta(days=40)
+    result = client.daily_search(site, start, TODAY)
+    assert isinstance(result, DailySearch) and result.first_incomplete_date == FIRST_INCOMPLETE == date(2026, 11, 20)
+    expected = {d: provisional_traffic(site, d, TODAY) for d in _span(start, TODAY)}
+    assert {d: (r.clicks, r.impressions, r.position) for d, r in result.days.items()} == {
+        d: n for d, n in expected.items() if n is not None}
+    assert list(result.days) == sorted(result.days) and all(r.keys == (d.isoformat(),) for d, r in result.days.items())
+    assert any(n is None for n in expected.values())  # days without data are absent, not zeros
+    for day, row in result.days.items():
+        final_clicks, final_impressions, position = traffic(site, day)
+        if day < FIRST_INCOMPLETE:
+            assert (row.clicks, row.impressions) == (final_clicks, final_impressions)  # final
+        else:
+            assert row.impressions < final_impressions and row.clicks <= final_clicks  # still arriving
+            assert row.position == position
+    fractions = {TODAY - timedelta(days=2): 0.9, TODAY - timedelta(days=1): 0.7, TODAY: 0.35}
+    for day, fraction in fractions.items():
+        final = traffic(site, day)
+        assert provisional_traffic(site, day, TODAY) == (
+            None if final is None else (int(final[0] * fraction), int(final[1] * fraction), final[2]))
+    assert google.calls[-1] == ("POST", "/webmasters/v3/sites/sc-domain%3Aone.example/searchAnalytics/query")
+
+
+def test_daily_search_of_a_final_range_has_no_incomplete_date(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    end = FIRST_INCOMPLETE - timedelta(days=1)
+    result = client.daily_search(site, end - timedelta(days=30), end)
+    assert result.first_incomplete_date is None
+    assert {d: (r.clicks, r.impressions, r.position) for d, r in result.days.items()} == {
+        d: traffic(site, d) for d in _span(end - timedelta(days=30), end) if traffic(site, d) is not None}
+    url = f"{google.search_console_url}/sites/sc-domain%3Aone.example/searchAnalytics/query"
+    body = {"startDate": "2026-11-01", "endDate": end.isoformat(), "dimensions": ["date"], "dataState": "all"}
+    assert "metadata" not in client._request("POST", url, json=body)
+
+
+def test_metadata_only_for_fresh_data_by_date_reaching_the_first_incomplete_day(google):
+    client = _client(google)
+    _verified_property(google, client, "one.example")
+    url = f"{google.search_console_url}/sites/sc-domain%3Aone.example/searchAnalytics/query"
+    body = {"startDate": "2026-11-01", "endDate": TODAY.isoformat(), "dimensions": ["date"]}
+    marked = {"firstIncompleteDate": FIRST_INCOMPLETE.isoformat()}
+    assert client._request("POST", url, json={**body, "dataState": "all"})["metadata"] == marked
+    assert client._request("POST", url, json={**body, "dataState": "HOURLY_ALL"})["metadata"] == marked
+    assert client._request("POST", url, json={**body, "dataState": "all", "dimensions": ["date", "device"],
+                                              "startRow": 5000})["metadata"] == marked  # on every page, rows or not
+    assert "metadata" not in client._request("POST", url, json={**body, "dataState": "final"})
+    assert "metadata" not in client._request("POST", url, json=body)  # final by default
+    assert "metadata" not in client._request("POST", url, json={**body, "dataState": "all", "dimensions": ["device"]})
+    in_future = client._request("POST", url, json={**body, "dataState": "all", "startDate": "2026-11-23",
+                                                   "endDate": "2026-11-30"})
+    assert in_future == {"responseAggregationType": "byProperty", "metadata": marked}  # no data after today
+
+
+def test_daily_search_of_a_site_without_data_still_says_what_is_incomplete(google):
+    client = _client(google)
+    domain = next(f"quiet-{i}.example" for i in range(10_000)
+                  if all(provisional_traffic(f"sc-domain:quiet-{i}.example", d, TODAY) is None
+                         for d in _span(FIRST_INCOMPLETE, TODAY)))
+    site = _verified_property(google, client, domain)
+    assert client.daily_search(site, FIRST_INCOMPLETE, TODAY) == DailySearch({}, FIRST_INCOMPLETE)
+    with pytest.raises(ValueError):
+        client.daily_search(site, TODAY, FIRST_INCOMPLETE)
+
+
+@pytest.mark.parametrize("answer", [
+    {"rows": [{"keys": ["22/11/2026"], "clicks": 1, "impressions": 3, "ctr": 0.3, "position": 2}]},
+    {"rows": [{"keys": ["2026-11-22", "MOBILE"], "clicks": 1, "impressions": 3, "ctr": 0.3, "position": 2}]},
+    {"rows": [], "metadata": {"firstIncompleteDate": "2026-11-20T00:00:00-08:00"}},
+    {"metadata": {"firstIncompleteDate": 20261120}},
+    {"metadata": "2026-11-20"},
+])
+def test_daily_search_refuses_malformed_dates(answer):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "ya29.test", "expires_in": 3599})
+        return httpx.Response(200, json=answer)
+
+    client = GoogleClient(client_id="id", client_secret=Secret("s"), refresh_token=Secret("r"),
+                          limiter=RateLimiter(100, 1), token_url="http://google.test/token",
+                          search_console_url="http://google.test/webmasters/v3", max_wait=0.01)
+    client._http = httpx.Client(transport=httpx.MockTransport(handler))
+    with pytest.raises(ProviderError) as failure:
+        client.daily_search("sc-domain:one.example", TODAY - timedelta(days=5), TODAY)
+    assert failure.value.code == "malformed"
+
+
+# --- page and query values from the site's pages -----------------------------------------------------------------------
+
+PAGES = {
+    "https://one.example/": "one",
+    "https://one.example/about/": "about",
+    "https://one.example/nc/charlotte/roof-repair-charlotte-nc/": "roof repair charlotte nc",
+    **{f"https://one.example/nc/city-{i}/gutter-cleaning-city-{i}-nc/": f"gutter cleaning city {i} nc"
+       for i in range(20)},
+}
+
+
+def _by_day(rows) -> dict[str, list]:
+    """Rows grouped by their first key (the date)."""
+    grouped: dict[str, list] = defaultdict(list)
+    for row in rows:
+        grouped[row.keys[0]].append(row)
+    return grouped
+
+
+def test_page_and_query_values_come_from_the_sites_pages(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    google.site_pages = lambda url: list(PAGES) if url == site else []
+    start, end = TODAY - timedelta(days=30), TODAY - timedelta(days=3)
+    pages = _by_day(client.search_analytics(site, start, end, dimensions=("date", "page")))
+    queries = _by_day(client.search_analytics(site, start, end, dimensions=("date", "query")))
+    totals = {r.keys[0]: r for r in client.search_analytics(site, start, end)}
+    assert set(pages) == set(queries) == set(totals) and len(totals) > 10
+    chosen = {}
+    for day, rows in pages.items():
+        chosen[day] = frozenset(r.keys[1] for r in rows)
+        assert chosen[day] <= set(PAGES) and 1 <= len(chosen[day]) <= 12 and len(rows) == len(chosen[day])
+        assert {r.keys[1] for r in queries[day]} == {PAGES[page] for page in chosen[day]}
+        for grouped in (rows, queries[day]):  # each dimension's rows add up to the day's totals
+            assert sum(r.clicks for r in grouped) == totals[day].clicks
+            assert sum(r.impressions for r in grouped) == totals[day].impressions
+    assert len(set(chosen.values())) > len(chosen) // 2  # days pick different pages
+    assert any("one" in {PAGES[p] for p in c} for c in chosen.values())  # the home page: the domain's first label
+    again = _by_day(client.search_analytics(site, start, end, dimensions=("date", "page")))
+    assert {d: frozenset(r.keys[1] for r in rows) for d, rows in again.items()} == chosen  # the same call, the same
+
+
+def test_without_site_pages_generic_values_still_add_up(google):
+    client = _client(google)
+    site = _verified_property(google, client, "one.example")
+    start, end = TODAY - timedelta(days=20), TODAY
+    totals = {r.keys[0]: r for r in client.search_analytics(site, start, end, data_state="all")}
+    for dimensions in (("date", "query"), ("date", "page"), ("date", "query", "device")):
+        rows = list(client.search_analytics(site, start, end, dimensions=dimensions, data_state="all"))
+        for day, grouped in _by_day(rows).items():
+            assert sum(r.clicks for r in grouped) == totals[day].clicks
+            assert sum(r.impressions for r in grouped) == totals[day].impressions
+    queries = {r.keys[1] for r in client.search_analytics(site, start, end, dimensions=("date", "query"))}
+    assert queries == {"roofing near me", "roofing repair", "roofing cost"}
+    google.site_pages = lambda url: []  # a site without pages yet: generic values too
+    assert {r.keys[1] for r in client.search_analytics(site, start, end, dimensions=("date", "query"))} == queries

@@ -13,13 +13,14 @@ Both talk through transports that refuse anything but loopback.
 from __future__ import annotations
 
 import ipaddress
+from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from spark_resources.simulators.cloudflare import CloudflareSimulator
-from spark_resources.simulators.google import GoogleSimulator
+from spark_resources.simulators.google import GoogleSimulator, provisional_traffic
 
 cloudflare_sdk = pytest.importorskip("cloudflare", reason="the `dev` extra installs the official Cloudflare SDK")
 discovery = pytest.importorskip("googleapiclient.discovery", reason="the `dev` extra installs google-api-python-client")
@@ -30,6 +31,7 @@ from google.oauth2.credentials import Credentials  # noqa: E402  (after the skip
 TOKEN = "official-sdk-token-123"
 REFRESH = "1//official-client-refresh"
 DOMAIN = "sdk-roofing.example"
+TODAY = date(2026, 11, 22)
 
 
 def _loopback(url: str) -> None:
@@ -106,7 +108,7 @@ class _LoopbackHttp(httplib2.Http):
 
 @pytest.fixture
 def google():
-    with GoogleSimulator() as simulator:
+    with GoogleSimulator(today=lambda: TODAY) as simulator:
         simulator.add_account("seo@example.com", REFRESH)
         credentials = Credentials(
             token=None, refresh_token=REFRESH, token_uri=simulator.token_url, client_id=simulator.client_id,
@@ -151,3 +153,23 @@ def test_the_google_client_verifies_adds_and_queries_a_property(google):
         "startDate": "2024-01-01", "endDate": "2024-01-31", "dimensions": ["SEARCH_APPEARANCE"],
     }).execute()
     assert {tuple(row["keys"]) for row in appearance["rows"]} == {("REVIEW_SNIPPET",)}
+
+
+def test_the_google_client_reads_fresh_data_and_its_first_incomplete_date(google):
+    simulator, build = google
+    property_url = f"sc-domain:{DOMAIN}"
+    simulator.properties["seo@example.com"].add(property_url)  # verified and added, as in the test above
+    console = build("searchconsole", "v1", f"{simulator.base_url}/")
+    start = TODAY - timedelta(days=13)
+    report = console.searchanalytics().query(siteUrl=property_url, body={
+        "startDate": start.isoformat(), "endDate": TODAY.isoformat(), "dataState": "all", "dimensions": ["date"],
+    }).execute()
+    assert report["metadata"] == {"firstIncompleteDate": "2026-11-20"}
+    expected = {(start + timedelta(days=i)).isoformat(): provisional_traffic(property_url, start + timedelta(days=i),
+                                                                             TODAY) for i in range(14)}
+    assert {row["keys"][0]: (row["clicks"], row["impressions"], row["position"]) for row in report["rows"]} == {
+        day: numbers for day, numbers in expected.items() if numbers is not None}
+    final = console.searchanalytics().query(siteUrl=property_url, body={
+        "startDate": start.isoformat(), "endDate": TODAY.isoformat(), "dimensions": ["DATE"], "dataState": "FINAL",
+    }).execute()
+    assert "metadata" not in final and max(row["keys"][0] for row in final["rows"]) <= "2026-11-19"

@@ -11,6 +11,8 @@ worth verifying again later.
 
 Quirks handled here: site URLs are fully percent-encoded in paths (`sc-domain%3Aexample.com`); a Search Analytics answer
 with no data has no `rows` key; `sites.list` has no `siteEntry` key when there are none; `sites.add` answers an empty body.
+Fresh data: with `dataState: all` Google answers days that are not final yet, and when grouping by date the answer's
+`metadata.firstIncompleteDate` says from which day on the numbers may still change (`daily_search` reads it).
 The same client talks to Google and to the local simulator (`spark_resources.simulators.google`): only URLs and
 credentials differ.
 """
@@ -18,6 +20,7 @@ credentials differ.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -59,6 +62,7 @@ _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 QUOTA_WINDOW_SECONDS = 60.0
 #: what Site Verification says when it cannot find the TXT record (yet)
 _TOKEN_NOT_FOUND = "verification token could not be found"
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class QuotaExceededError(ProviderError):
@@ -83,6 +87,16 @@ class SearchAnalyticsRow:
     impressions: float
     ctr: float
     position: float
+
+
+@dataclass(frozen=True)
+class DailySearch:
+    """A site's Search Analytics by day, fresh data included (`dataState: all`)."""
+
+    #: days Google has data for (a day absent had none)
+    days: dict[date, SearchAnalyticsRow]
+    #: from Google's metadata: days from it on are provisional, their numbers may still change; None: all final
+    first_incomplete_date: date | None
 
 
 def endpoints_on(base: str | None) -> dict[str, str]:
@@ -203,6 +217,36 @@ class GoogleClient:
     ) -> Iterator[SearchAnalyticsRow]:
         """Every row for `site_url` from `start` to `end` (inclusive, Pacific time), page by page. Days without data
         are simply absent, as Google answers."""
+        for answer in self._search_pages(site_url, start, end, dimensions, data_state, row_limit):
+            yield from (_row(row) for row in answer.get("rows") or [])
+
+    def daily_search(self, site_url: str, start: date, end: date) -> DailySearch:
+        """Clicks, impressions and position per day from `start` to `end`, the days not final yet included
+        (dimensions ["date"], dataState "all", paged like search_analytics). `first_incomplete_date`, from the answers'
+        metadata, says from which day on the numbers are provisional; None when the whole range is final."""
+        if end < start:
+            raise ValueError(f"end {end} is before start {start}")
+        days: dict[date, SearchAnalyticsRow] = {}
+        first_incomplete: date | None = None
+        for answer in self._search_pages(site_url, start, end, ("date",), "all", MAX_ROW_LIMIT):
+            metadata = answer.get("metadata")
+            if metadata is not None and not isinstance(metadata, dict):
+                raise ProviderError(PROVIDER, "unexpected Search Analytics metadata (not an object)", code="malformed")
+            marked = (metadata or {}).get("firstIncompleteDate")
+            if marked is not None:
+                marked = _iso_date(marked, "metadata.firstIncompleteDate")
+                first_incomplete = marked if first_incomplete is None else min(first_incomplete, marked)
+            for row in map(_row, answer.get("rows") or []):
+                if len(row.keys) != 1:
+                    raise ProviderError(PROVIDER, f"Search Analytics row keyed {list(row.keys)}, not by date",
+                                        code="malformed")
+                days[_iso_date(row.keys[0], "a row's date")] = row
+        return DailySearch(dict(sorted(days.items())), first_incomplete)
+
+    def _search_pages(
+        self, site_url: str, start: date, end: date, dimensions: tuple[str, ...], data_state: str, row_limit: int
+    ) -> Iterator[dict]:
+        """Search Analytics' answers, one per page: `startRow` rises by `row_limit` until a short or empty page."""
         url = f"{self._search_console_url}/sites/{encode_site_url(site_url)}/searchAnalytics/query"
         start_row = 0
         while True:
@@ -210,13 +254,9 @@ class GoogleClient:
                 "startDate": start.isoformat(), "endDate": end.isoformat(), "dimensions": list(dimensions),
                 "rowLimit": row_limit, "startRow": start_row, "dataState": data_state,
             }
-            rows = self._request("POST", url, json=body).get("rows") or []
-            for row in rows:
-                yield SearchAnalyticsRow(
-                    tuple(row.get("keys") or ()), float(row.get("clicks", 0)), float(row.get("impressions", 0)),
-                    float(row.get("ctr", 0)), float(row.get("position", 0)),
-                )
-            if len(rows) < row_limit:
+            answer = self._request("POST", url, json=body)
+            yield answer
+            if len(answer.get("rows") or []) < row_limit:
                 return
             start_row += row_limit
 
@@ -280,6 +320,29 @@ class GoogleClient:
         return with_retries(PROVIDER, attempt, attempts=self._attempts, max_wait=self._max_wait,
                             max_retry_after=self._max_retry_after, throttle_window=self._throttle_window,
                             sleep=self._sleep, clock=self._clock)
+
+
+def _row(row: Any) -> SearchAnalyticsRow:
+    if not isinstance(row, dict):
+        raise ProviderError(PROVIDER, "unexpected Search Analytics row (not an object)", code="malformed")
+    try:
+        return SearchAnalyticsRow(
+            tuple(str(key) for key in row.get("keys") or ()), float(row.get("clicks", 0)),
+            float(row.get("impressions", 0)), float(row.get("ctr", 0)), float(row.get("position", 0)),
+        )
+    except (TypeError, ValueError):
+        raise ProviderError(PROVIDER, "unexpected Search Analytics row (a number is not one)", code="malformed") from None
+
+
+def _iso_date(value: Any, what: str) -> date:
+    """A 'YYYY-MM-DD' date from Google, or a malformed-answer error naming `what` it was."""
+    try:
+        if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ProviderError(PROVIDER, f"unexpected Search Analytics answer: {what} is {value!r}, not YYYY-MM-DD",
+                            code="malformed") from None
 
 
 def _answer(response: httpx.Response) -> dict:

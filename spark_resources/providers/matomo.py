@@ -11,14 +11,21 @@ multi-day report; `bounce_rate` is a string such as `"68%"`. Matomo cannot tell 
 both are the "requires 'view' access" error, surfaced as an AuthenticationError. Self-hosted Matomo has no API rate
 limit, so there is no RateLimiter here; retries follow `providers.http` (429 from a reverse proxy, 5xx, timeouts,
 malformed bodies).
+
+Several sites in one call: `idSite` takes a comma-separated list or `all`, and the answer is then keyed by site id (a
+string), each value what that one site alone would have answered; one id alone is answered unkeyed, as for a single
+site. `daily_visits_by_site` reads both, in chunks of MAX_SITES_PER_CALL ids (long lists make long POST bodies and
+long archiving queries). A named site the token cannot view fails the whole call with the "requires 'view' access for
+the website id = N" error; `site_id_in_error` reads N back, so a caller can drop that site and ask again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import httpx
 from dagster import ConfigurableResource
@@ -37,12 +44,17 @@ from spark_resources.secrets import Secret
 PROVIDER = "matomo"
 #: a placeholder: there is no public Matomo, operators set SPARK_MATOMO_URL to their instance's index.php
 DEFAULT_BASE_URL = "https://matomo.example/index.php"
+#: ids per VisitsSummary.get call when asking for a list of sites: longer lists go in several calls
+MAX_SITES_PER_CALL = 200
 TOKEN_VARIABLE = "MATOMO_TOKEN_AUTH"
 #: `result: error` messages that mean a bad token or missing access (lower case): never retried
 _AUTH_MESSAGES = (
     "token_auth", "authenticate", "you can't access", "you cannot access", "requires 'view' access",
     "requires 'admin' access", "requires 'write' access", "superuser access", "super user access", "not logged in",
 )
+#: the site a "requires 'view' access for the website id = N" error names
+_SITE_IN_ERROR = re.compile(r"website id\s*=\s*(\d+)", re.IGNORECASE)
+_DAY_LABEL = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -112,17 +124,30 @@ class MatomoClient:
     def daily_visits(self, site_id: int, start: date, end: date) -> list[DailyVisits]:
         """One row per day from `start` to `end` inclusive, in order. Days Matomo has no data for (`[]`) come back as
         rows of zeros, so callers can store explicit zeros rather than guess what a gap means."""
+        return self.daily_visits_by_site([site_id], start, end)[site_id]
+
+    def daily_visits_by_site(
+        self, site_ids: Sequence[int] | None, start: date, end: date
+    ) -> dict[int, list[DailyVisits]]:
+        """Every day from `start` to `end` for several sites, one `VisitsSummary.get` per MAX_SITES_PER_CALL ids:
+        {site id: one row per day, in order, zeros for days without data}. `site_ids` None asks for `all`: every site
+        the token can view, the others simply absent. A named site the token cannot view fails the call with an
+        AuthenticationError whose message keeps its id (`site_id_in_error`); a named site missing from the answer is
+        a malformed answer. An empty list asks nothing."""
         if end < start:
             raise ValueError(f"end {end} is before start {start}")
-        report = self._call("VisitsSummary.get", idSite=site_id, period="day", date=f"{start},{end}")
-        if isinstance(report, dict) and "nb_visits" in report and start == end:
-            report = {start.isoformat(): report}  # a single period, should Matomo answer without the label
-        if report == []:
-            report = {}
-        if not isinstance(report, dict):
-            raise ProviderError(PROVIDER, "unexpected VisitsSummary.get answer (not keyed by date)", code="malformed")
-        days = (start + timedelta(days=i) for i in range((end - start).days + 1))
-        return [_daily(day, report.get(day.isoformat())) for day in days]
+        if site_ids is None:
+            report = self._call("VisitsSummary.get", idSite="all", period="day", date=f"{start},{end}")
+            return {site_id: _site_days(days, start, end) for site_id, days in _by_site(report, None).items()}
+        ids = sorted({int(site_id) for site_id in site_ids})
+        result: dict[int, list[DailyVisits]] = {}
+        for first in range(0, len(ids), MAX_SITES_PER_CALL):
+            chunk = ids[first : first + MAX_SITES_PER_CALL]
+            report = self._call("VisitsSummary.get", idSite=",".join(map(str, chunk)), period="day",
+                                date=f"{start},{end}")
+            for site_id, days in _by_site(report, chunk).items():
+                result[site_id] = _site_days(days, start, end)
+        return result
 
     # --- transport ------------------------------------------------------------------------------------------------
 
@@ -164,6 +189,60 @@ def _parse(response: httpx.Response) -> Any:
     if status >= 400:
         raise ProviderError(PROVIDER, message, status=status)
     return body
+
+
+def site_id_in_error(exc: ProviderError) -> int | None:
+    """The site a Matomo "requires 'view' access for the website id = N" error names (N), or None when the error names
+    none (a bad token, another refusal)."""
+    found = _SITE_IN_ERROR.search(exc.provider_message)
+    return int(found.group(1)) if found else None
+
+
+def _by_site(report: Any, asked: list[int] | None) -> dict[int, Any]:
+    """A VisitsSummary.get answer for `asked` (None: `all`) as {site id: that site's own answer}. Matomo keys the answer
+    by site only for `all` or for more than one id; one id alone is answered as for a single site."""
+    if asked is not None and len(asked) == 1:
+        only = str(asked[0])
+        if isinstance(report, dict) and set(report) == {only}:  # keyed anyway: take the one site's value
+            report = report[only]
+        return {asked[0]: report}
+    if report == []:  # PHP's empty array: `all` on a token that can view no site
+        report = {}
+    if not isinstance(report, dict) or not all(str(key).isdigit() for key in report):
+        raise ProviderError(PROVIDER, "unexpected VisitsSummary.get answer (not keyed by site)", code="malformed")
+    by_site = {int(key): value for key, value in report.items()}
+    missing = sorted(set(asked or ()) - set(by_site))
+    if missing:
+        raise ProviderError(PROVIDER, f"VisitsSummary.get answered without site(s) {missing}", code="malformed")
+    return by_site if asked is None else {site_id: by_site[site_id] for site_id in asked}
+
+
+def _site_days(report: Any, start: date, end: date) -> list[DailyVisits]:
+    """One site's answer as one row per day, start to end: a dict keyed by date (`[]` for a day without data), or,
+    when start == end, possibly the single period itself (an object without a date label, or `[]`)."""
+    if start == end and (report == [] or (isinstance(report, dict) and start.isoformat() not in report
+                                           and any(not _is_date(key) for key in report))):
+        report = {start.isoformat(): report}  # a single period, answered without its label
+    if report == []:
+        report = {}
+    if not isinstance(report, dict) or not all(_is_date(key) for key in report):
+        raise ProviderError(PROVIDER, "unexpected VisitsSummary.get answer (not keyed by date)", code="malformed")
+    if any(not (isinstance(value, dict) or value == []) for value in report.values()):
+        raise ProviderError(PROVIDER, "unexpected VisitsSummary.get answer (a day is neither a report nor [])",
+                            code="malformed")
+    days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+    return [_daily(day, report.get(day.isoformat())) for day in days]
+
+
+def _is_date(text: Any) -> bool:
+    """A Matomo period label for a day: 'YYYY-MM-DD' exactly."""
+    if not _DAY_LABEL.fullmatch(str(text)):
+        return False
+    try:
+        date.fromisoformat(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def parse_bounce_rate(value: Any) -> float:

@@ -16,6 +16,16 @@ spellings of the discovery document the official client is built from); `searchA
 search types other than `web` have no data (a local business's site has next to no image, video or news traffic).
 Faults for the next calls: 429 (rateLimitExceeded), 500, timeout, malformed, auth (a 401 on an API call, `invalid_grant`
 on a token refresh) and quota (403 quotaExceeded).
+
+Fresh data (`dataState: all`, or `hourly_all`, read alike for days): days up to `today` are answered, and those from
+`today - DATA_DELAY_DAYS + 1` on are provisional, a share of their final numbers (PROVISIONAL_FRACTIONS, rounded down;
+a day left without impressions is absent): `provisional_traffic` computes them. Grouped by date, such an answer carries
+`metadata.firstIncompleteDate` whenever the range reaches that first provisional day, rows or not.
+
+Dimension values: `site_pages` (a site URL -> its absolute page URLs, e.g. the sites' built pages) makes `page` a
+deterministic subset of the site's real pages each day (up to 12) and `query` their slugs as words; without it, generic
+values. A day's totals are split over the combinations of the requested dimensions' values, so the rows of one
+dimension add up to the day's; rows without impressions are left out, as Google leaves them out.
 """
 
 from __future__ import annotations
@@ -27,15 +37,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from fractions import Fraction
 from itertools import product
 from typing import Callable
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response, Simulator
 
 FAULTS = ("429", "500", "timeout", "malformed", "auth", "quota")
 #: Search Console's final data is this many days old
 DATA_DELAY_DAYS = 3
+#: the share of a day's final clicks and impressions shown while it is provisional, by days before today
+PROVISIONAL_FRACTIONS = {2: Fraction(9, 10), 1: Fraction(7, 10), 0: Fraction(7, 20)}
+#: most pages a site shows in a day's `page` values when `site_pages` is set
+MAX_PAGES_PER_DAY = 12
 #: about one day in seven has no data at all
 _EMPTY_DAY_ONE_IN = 7
 _DEVICES = ("DESKTOP", "MOBILE", "TABLET")
@@ -62,6 +77,8 @@ class GoogleSimulator(Simulator):
     txt_lookup: Callable[[str], list[str]] | None = None
     #: what "today" is for the data delay (tests pin it)
     today: Callable[[], date] = date.today
+    #: a site URL ('sc-domain:example.com') -> its page URLs (absolute), for `page` and `query` values; None: generic
+    site_pages: Callable[[str], list[str]] | None = None
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> account email
     properties: dict[str, set[str]] = field(default_factory=dict)  # email -> site URLs it owns in Search Console
     verified: dict[str, set[str]] = field(default_factory=dict)  # domain -> owners' emails
@@ -208,17 +225,22 @@ class GoogleSimulator(Simulator):
         if not 1 <= row_limit <= 25000 or start > end:
             return _error(400, "Invalid request: check rowLimit and the dates.", "badRequest", "INVALID_ARGUMENT")
         final_only = data_state in ("final", "data_state_unspecified")
-        last = self.today() - timedelta(days=DATA_DELAY_DAYS if final_only else 0)
-        days = [d for d in _days(start, min(end, last)) if traffic(site_url, d) is not None]
-        if search_type != "web":
-            days = []
+        today = self.today()
+        first_incomplete = today - timedelta(days=DATA_DELAY_DAYS - 1)
+        last = first_incomplete - timedelta(days=1) if final_only else today
+        numbers = {d: provisional_traffic(site_url, d, today) for d in _days(start, min(end, last))}
+        days = [d for d, n in numbers.items() if n is not None] if search_type == "web" else []
+        pages = list(dict.fromkeys(self.site_pages(site_url))) if self.site_pages else []
+        domain = site_url.removeprefix("sc-domain:")
         rows = []
         for day in days:
-            clicks, impressions, position = traffic(site_url, day)  # type: ignore[misc]
+            clicks, impressions, position = numbers[day]  # type: ignore[misc]
+            day_pages = _pages_of_day(site_url, day, pages)
             values = {
                 "date": [day.isoformat()],
-                "query": [f"roofing {w}" for w in ("near me", "repair", "cost")],
-                "page": [f"https://{site_url.removeprefix('sc-domain:')}/", f"https://{site_url.removeprefix('sc-domain:')}/services/"],
+                "query": (list(dict.fromkeys(_query_of(page) for page in day_pages)) if day_pages
+                          else [f"roofing {w}" for w in ("near me", "repair", "cost")]),
+                "page": day_pages or [f"https://{domain}/", f"https://{domain}/services/"],
                 "country": ["usa"],
                 "device": list(_DEVICES),
                 "searchAppearance": ["REVIEW_SNIPPET"],
@@ -228,9 +250,9 @@ class GoogleSimulator(Simulator):
                 # split the day's totals over the combinations, deterministically
                 share_clicks = clicks // len(combos) + (1 if i < clicks % len(combos) else 0)
                 share_impressions = impressions // len(combos) + (1 if i < impressions % len(combos) else 0)
-                rows.append({"keys": list(keys), "clicks": share_clicks, "impressions": share_impressions,
-                             "ctr": share_clicks / share_impressions if share_impressions else 0.0,
-                             "position": position})
+                if share_impressions:  # Google has no row for what was never shown (and then never clicked)
+                    rows.append({"keys": list(keys), "clicks": share_clicks, "impressions": share_impressions,
+                                 "ctr": share_clicks / share_impressions, "position": position})
         if not dimensions and rows:  # no dimensions: one row for the whole range, without keys
             rows = [{"clicks": sum(r["clicks"] for r in rows), "impressions": sum(r["impressions"] for r in rows),
                      "ctr": 0.0, "position": round(sum(r["position"] for r in rows) / len(rows), 2)}]
@@ -241,6 +263,8 @@ class GoogleSimulator(Simulator):
         answer: dict = {"responseAggregationType": "byPage" if by_page else "byProperty"}
         if page:
             answer["rows"] = page
+        if not final_only and "date" in dimensions and end >= first_incomplete:
+            answer["metadata"] = {"firstIncompleteDate": first_incomplete.isoformat()}
         return _json(200, answer)
 
 
@@ -254,6 +278,49 @@ def traffic(site_url: str, day: date) -> tuple[int, int, float] | None:
     clicks = impressions * (1 + digest[3] % 8) // 100
     position = round(3 + (digest[4] % 200) / 10, 2)
     return clicks, impressions, position
+
+
+def provisional_traffic(site_url: str, day: date, today: date) -> tuple[int, int, float] | None:
+    """What Search Console answers for a site and day with `dataState: all` on `today`: (clicks, impressions,
+    position), or None (no data, or a day after today). Final days (before `today - DATA_DELAY_DAYS + 1`) are
+    `traffic()`; later ones a share of it (PROVISIONAL_FRACTIONS, rounded down; position unchanged), None when no
+    impression is left."""
+    final = traffic(site_url, day)
+    age = (today - day).days
+    if final is None or age < 0:
+        return None
+    fraction = PROVISIONAL_FRACTIONS.get(age)
+    if fraction is None:
+        return final
+    clicks, impressions, position = final
+    impressions = int(impressions * fraction)
+    return (int(clicks * fraction), impressions, position) if impressions else None
+
+
+def _pages_of_day(site_url: str, day: date, pages: list[str]) -> list[str]:
+    """The pages searchers saw that day: a deterministic subset of `pages`, 1 to MAX_PAGES_PER_DAY of them, chosen by a
+    hash of site, day and page (so days differ and a call repeated answers the same); [] when there are none."""
+    if not pages:
+        return []
+
+    def rank(page: str) -> bytes:
+        return hashlib.blake2b(f"page|{site_url}|{day.isoformat()}|{page}".encode(), digest_size=8).digest()
+
+    ranked = sorted(pages, key=rank)
+    count = 1 + rank("")[0] % min(MAX_PAGES_PER_DAY, len(ranked))
+    return sorted(ranked[:count])
+
+
+def _query_of(page: str) -> str:
+    """The search a page answers, from its URL: the last path segment's words ('/nc/charlotte/roof-repair-charlotte-nc/'
+    -> 'roof repair charlotte nc'); the home page, the domain's first label ('demo-roofing.example' -> 'demo roofing')."""
+    parts = urlsplit(page)
+    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
+    if segments:
+        slug = segments[-1].rsplit(".", 1)[0] if segments[-1].endswith((".html", ".htm")) else segments[-1]
+    else:
+        slug = (parts.hostname or "").removeprefix("www.").split(".")[0]
+    return " ".join(word for word in slug.replace("_", "-").lower().split("-") if word) or slug.lower()
 
 
 def _days(start: date, end: date) -> list[date]:

@@ -13,6 +13,19 @@ Sites live for the simulator's lifetime, with ids from 1. Visits are made up but
 from a SHA-256 of (idSite, date), so two simulators, or two runs, give the same report; about one day in five has no
 data. `set_day` replaces one day's report (a test's own numbers). Like Matomo 5 with secure-only tokens, a `token_auth`
 in the query string is refused with 401, whatever the version: the client must send it in the POST body.
+
+Late data, as a real instance shows it: `today` (a field, `date.today` unless a test pins it; the `today`/`yesterday`
+date keywords use it too) has visits still arriving and yesterday's archive is not final yet, so their counts are a
+fixed share of the settled ones (PARTIAL_DAY_FRACTIONS, rounded down; a partial day left without visits is `[]`), and a
+day after `today` has no data. `full_report` gives the settled numbers, `day_report` what is answered now. One "today"
+serves every site: the timezone given to addSite is stored but does not shift it (Matomo would use each site's own).
+
+Several sites in one call: `idSite` takes a comma-separated list (spaces around ids and empty entries are ignored, as
+Matomo does) or `all` (every site: the sandbox has no per-token access), and the answer is keyed by site id as a
+string whenever it names more than one site or is `all`; one id alone is answered unkeyed, as Matomo does. A list naming
+a site that does not exist fails with the "requires 'view' access for the website id = N" error for the first such id
+in sorted order. An id that is not a number fails with the same error naming it as sent (Matomo silently drops such
+ids; the sandbox refuses them so a client bug shows).
 """
 
 from __future__ import annotations
@@ -22,7 +35,8 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from fractions import Fraction
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from spark_resources.simulators.base import Faults, LoopbackServer, Request, Response, Simulator
@@ -34,6 +48,9 @@ TOKEN_IN_URL = ("Unable to authenticate with the provided token. It is either in
 EMPTY_DAY = {"nb_uniq_visitors": 0, "nb_users": 0, "nb_visits": 0, "nb_actions": 0, "nb_visits_converted": 0,
              "bounce_count": 0, "sum_visit_length": 0, "max_actions": 0, "bounce_rate": "0%",
              "nb_actions_per_visit": 0, "avg_time_on_site": 0}
+#: the share of the settled counts a recent day shows, by days before `today` (0: today, visits still arriving; 1:
+#: yesterday, archiving not finished); older days are settled
+PARTIAL_DAY_FRACTIONS = {0: Fraction(2, 5), 1: Fraction(17, 20)}
 
 
 @dataclass
@@ -41,6 +58,8 @@ class MatomoSimulator(Simulator):
     token: str = "sandbox-matomo-token"
     version: int = 4
     timeout_seconds: float = 2.0
+    #: what "today" is for late data and the `today`/`yesterday` keywords (tests pin it); one date for every site
+    today: Callable[[], date] = date.today
     sites: dict[int, dict] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)  # as received, to check where the token travelled
@@ -58,8 +77,9 @@ class MatomoSimulator(Simulator):
         with self._lock:
             self._days[(site_id, str(day))] = report
 
-    def day_report(self, site_id: int, day: date | str) -> dict | list:
-        """What VisitsSummary.get reports for this site and day within a range: an object, or `[]` (no data)."""
+    def full_report(self, site_id: int, day: date | str) -> dict | list:
+        """The settled VisitsSummary for this site and day, once archiving is done: an object, or `[]` (no data). A
+        `set_day` report wins; otherwise made-up numbers from a SHA-256 of site and day."""
         day = str(day)
         if (site_id, day) in self._days:
             return self._days[(site_id, day)]
@@ -71,10 +91,31 @@ class MatomoSimulator(Simulator):
         actions = visits + digest[3] % (2 * visits + 1)
         bounces = digest[4] % (visits + 1)
         length = visits * (5 + digest[5] % 240)
-        return {"nb_uniq_visitors": unique, "nb_users": 0, "nb_visits": visits, "nb_actions": actions,
-                "nb_visits_converted": 0, "bounce_count": bounces, "sum_visit_length": length,
-                "max_actions": 1 + digest[6] % 20, "bounce_rate": f"{round(100 * bounces / visits)}%",
-                "nb_actions_per_visit": _number(round(actions / visits, 1)), "avg_time_on_site": round(length / visits)}
+        return _report(visits, unique, actions, bounces, length, 1 + digest[6] % 20)
+
+    def day_report(self, site_id: int, day: date | str) -> dict | list:
+        """What VisitsSummary.get reports now (given `today`) for this site and day within a range: an object, or `[]`
+        (no data). A day after today is `[]`; today and yesterday are partial (PARTIAL_DAY_FRACTIONS of every count,
+        rounded down, `[]` when no visit is left); older days are `full_report`. A `set_day` report is answered as
+        set, whatever the day."""
+        key = str(day)
+        if (site_id, key) in self._days:
+            return self._days[(site_id, key)]
+        age = (self.today() - date.fromisoformat(key)).days
+        if age < 0:
+            return []
+        full = self.full_report(site_id, key)
+        fraction = PARTIAL_DAY_FRACTIONS.get(age)
+        if fraction is None or not full:
+            return full
+        visits = int(full["nb_visits"] * fraction)
+        if visits == 0:
+            return []
+        actions = int(full["nb_actions"] * fraction)
+        # at least one visitor made the visits left: rounding down alone could leave none
+        unique = max(1, int(full["nb_uniq_visitors"] * fraction))
+        return _report(visits, unique, actions, int(full["bounce_count"] * fraction),
+                       int(full["sum_visit_length"] * fraction), min(full["max_actions"], actions))
 
     # --- the API --------------------------------------------------------------------------------------------------
 
@@ -133,31 +174,43 @@ class MatomoSimulator(Simulator):
                       f"'{module}'.")
 
     def _visits(self, id_site: str, period: str, dates: str) -> Response:
-        site_id = int(id_site) if id_site.isdigit() else 0
-        if site_id not in self.sites:
-            return _error(f"You can't access this resource as it requires 'view' access for the website id = "
-                          f"{id_site or 0}.")
+        if id_site == "all":
+            site_ids, by_site = sorted(self.sites), True
+        else:
+            named = [part.strip() for part in id_site.split(",") if part.strip()]
+            refused = [part for part in named if not part.isdigit()]  # Matomo drops these; the sandbox refuses them
+            refused += sorted({int(part) for part in named if part.isdigit()} - set(self.sites))
+            if refused or not named:
+                return _error(f"You can't access this resource as it requires 'view' access for the website id = "
+                              f"{refused[0] if refused else 0}.")
+            site_ids = sorted({int(part) for part in named})
+            by_site = len(site_ids) > 1
         if period != "day":
             return _error("The sandbox serves period=day only")
         try:
             first, _, last = dates.partition(",")
-            start = _day(first)
-            end = _day(last) if last else None
+            start = self._day(first)
+            end = self._day(last) if last else None
         except ValueError:
             return _error(f"Date format must be: YYYY-MM-DD, or 'today' or 'yesterday' or any keyword supported by "
                           f"the strtotime function (see http://php.net/strtotime for more information): {dates}")
-        if end is None:  # one period: no label, zeros when there is no data
-            return _json(self.day_report(site_id, start) or EMPTY_DAY)
-        days = (start + timedelta(days=i) for i in range((end - start).days + 1))
-        return _json({d.isoformat(): self.day_report(site_id, d) for d in days})
 
+        def one_site(site_id: int) -> dict | list:
+            if end is None:  # one period: no label, zeros when there is no data
+                return self.day_report(site_id, start) or EMPTY_DAY
+            days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+            return {d.isoformat(): self.day_report(site_id, d) for d in days}
 
-def _day(text: str) -> date:
-    if text == "today":
-        return date.today()
-    if text == "yesterday":
-        return date.today() - timedelta(days=1)
-    return date.fromisoformat(text)
+        if not by_site:
+            return _json(one_site(site_ids[0]))
+        return _json({str(site_id): one_site(site_id) for site_id in site_ids} or [])  # PHP's empty array is []
+
+    def _day(self, text: str) -> date:
+        if text == "today":
+            return self.today()
+        if text == "yesterday":
+            return self.today() - timedelta(days=1)
+        return date.fromisoformat(text)
 
 
 def _normalize(url: str) -> str:
@@ -174,6 +227,14 @@ def _json(payload: Any, status: int = 200) -> Response:
 def _error(message: str, status: int = 200) -> Response:
     """Matomo's error answer: HTTP 200 in Matomo 4 (and for most errors in 5)."""
     return _json({"result": "error", "message": message}, status)
+
+
+def _report(visits: int, unique: int, actions: int, bounces: int, length: int, max_actions: int) -> dict:
+    """A VisitsSummary object from its counts, the rates computed from them as Matomo does (`visits` > 0)."""
+    return {"nb_uniq_visitors": unique, "nb_users": 0, "nb_visits": visits, "nb_actions": actions,
+            "nb_visits_converted": 0, "bounce_count": bounces, "sum_visit_length": length, "max_actions": max_actions,
+            "bounce_rate": f"{round(100 * bounces / visits)}%",
+            "nb_actions_per_visit": _number(round(actions / visits, 1)), "avg_time_on_site": round(length / visits)}
 
 
 def _number(value: float) -> int | float:
