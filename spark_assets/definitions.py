@@ -10,6 +10,13 @@ import os
 
 from dagster import Definitions
 
+from spark_assets.assets.analytics import (
+    analytics_fresh,
+    analytics_report,
+    daily_analytics,
+    matomo_daily,
+    search_console_daily,
+)
 from spark_assets.assets.dimensions import avatars, campaign_blueprint, campaign_geo, locations
 from spark_assets.assets.drip_feed import published_batch
 from spark_assets.assets.generation import articles, cartesian_permutations, headlines
@@ -17,7 +24,12 @@ from spark_assets.assets.provisioning import site_dns, site_matomo, site_search_
 from spark_assets.assets.publishing import article_quality
 from spark_assets.assets.releases import site_release
 from spark_assets.assets.sites import site_build
-from spark_assets.automation.schedules import drip_feed_job, drip_feed_schedule
+from spark_assets.automation.schedules import (
+    analytics_schedule,
+    daily_analytics_job,
+    drip_feed_job,
+    drip_feed_schedule,
+)
 from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
 from spark_resources.database import DatabaseResource
 from spark_resources.providers import cloudflare, google, matomo, namecheap
@@ -38,13 +50,16 @@ content_factory_assets = [
 provisioning_assets = [site_dns, site_matomo, site_search_console]
 #: the sites: the drip feed's daily batches, builds of each site's published articles, and their releases to the bucket
 site_assets = [published_batch, site_build, site_release]
-all_assets = [*content_factory_assets, *provisioning_assets, *site_assets]
+#: daily analytics: both sources per day for every site in one run, their merge, the report
+analytics_assets = [matomo_daily, search_console_daily, daily_analytics, analytics_report]
+all_assets = [*content_factory_assets, *provisioning_assets, *site_assets, *analytics_assets]
 
 defs = Definitions(
     assets=all_assets,
+    asset_checks=[analytics_fresh],
     sensors=[new_sites_sensor, new_campaigns_sensor, zone_activation_sensor],
-    schedules=[drip_feed_schedule],
-    jobs=[drip_feed_job],
+    schedules=[drip_feed_schedule, analytics_schedule],
+    jobs=[drip_feed_job, daily_analytics_job],
     resources={
         "database": DatabaseResource(),
         # production endpoints unless SPARK_*_URL points at a simulator (the sandbox: `spark ui --sandbox` sets them);

@@ -66,10 +66,10 @@ def test_dagster_definitions_validate_passes():
 
 
 def test_every_partitioned_asset_uses_the_shared_partition_objects():
-    from spark_assets.partitions import campaign_partitions, site_partitions
+    from spark_assets.partitions import analytics_days, campaign_partitions, site_partitions
 
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
         if partitions is not None:
-            assert partitions in (site_partitions, campaign_partitions), key
+            assert partitions in (site_partitions, campaign_partitions, analytics_days), key

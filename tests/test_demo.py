@@ -55,7 +55,7 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "12 migration(s) applied" in out
+    assert "13 migration(s) applied" in out
     assert "site demo-roofing.example registered; campaign created" in out
     steps = [line.split()[3] for line in out.splitlines() if line.startswith("-> materialize")]
     assert steps == [

@@ -31,6 +31,7 @@ DESIGN_TABLES = {
     "cloudflare_accounts", "gsc_accounts", "daily_analytics",
     # the factory's own
     "cartesian_permutations", "site_builds", "site_deployments", "campaign_quality", "provider_calls", "drip_batches",
+    "matomo_daily", "search_console_daily", "search_console_queries",
 }  # fmt: skip
 
 
@@ -52,6 +53,7 @@ def test_migrations_from_empty_then_reapplied_as_no_op(empty_database_url):
         "0001_foundation.sql", "0002_walls.sql", "0003_roof.sql", "0004_factory.sql", "0005_content.sql",
         "0006_provisioning.sql", "0007_provider_calls.sql", "0008_site_scoped_avatars.sql",
         "0009_place_coordinates.sql", "0010_site_builds.sql", "0011_site_releases.sql", "0012_publishing_quota.sql",
+        "0013_analytics.sql",
     ]  # fmt: skip
 
     applied = migrations.upgrade(engine)

@@ -44,6 +44,8 @@ def write_charts(daily: pd.DataFrame, as_of: date, directory: Path, *, site: str
     directory.mkdir(parents=True, exist_ok=True)
     rows = _prepare(daily, site)
     first = as_of - timedelta(days=days - 1)
+    if len(rows):  # a young factory: the charts start where its data does, not on an empty stretch
+        first = max(first, rows["date"].min().date())
     scope = site or "all sites"
     period = f"{first.isoformat()} to {as_of.isoformat()}"
 

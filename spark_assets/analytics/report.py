@@ -75,7 +75,8 @@ class AnalyticsReport:
 
     def markdown(self) -> str:
         """The report for humans: short tables, numbers with thousands separators, CTR in %, positions to 1 decimal."""
-        scope = f" for {self.site}" if self.site else f" across {len(self.per_site):,} sites"
+        count = len(self.per_site)
+        scope = f" for {self.site}" if self.site else f" across {count:,} site{'' if count == 1 else 's'}"
         parts = [f"# Analytics{scope}, through {self.as_of.isoformat()}"]
         if len(self.days_not_final):
             days = self.days_not_final["date"]

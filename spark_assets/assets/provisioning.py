@@ -185,6 +185,11 @@ def site_dns(
     )
 
 
+def _timezone(database: DatabaseResource, site: Site) -> str:
+    with database.connect() as conn:
+        return conn.execute(sa.text("SELECT timezone FROM sites WHERE id = :s"), {"s": site.id}).scalar_one()
+
+
 @asset(
     partitions_def=site_partitions,
     group_name="provisioning",
@@ -200,7 +205,7 @@ def site_matomo(context: AssetExecutionContext, database: DatabaseResource, mato
     with _step(database, site, "status_hosting", MATOMO):
         client = matomo.get_client()
         try:
-            matomo_id, created = client.ensure_site(site.brand_name or site.name, url)
+            matomo_id, created = client.ensure_site(site.brand_name or site.name, url, timezone=_timezone(database, site))
         finally:
             client.close()
     with database.begin() as conn:

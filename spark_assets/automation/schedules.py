@@ -7,6 +7,8 @@ the run as the tag `spark/drip_day` (the day's batch is counted against it), and
 tick evaluated twice launches each site's run once.
 """
 
+from datetime import date
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -17,6 +19,7 @@ from dagster import (
     schedule,
 )
 
+from spark_assets.analytics.days import schedule_window
 from spark_assets.assets.drip_feed import DRIP_DAY_TAG
 from spark_assets.partitions import site_partitions  # the job's partitions come from its assets; the tick reads keys
 from spark_assets.records.drip_feed import drip_sites
@@ -52,3 +55,34 @@ def drip_feed_schedule(context: ScheduleEvaluationContext, database: DatabaseRes
         if domain in known
     ]
     return requests or SkipReason(f"no site with a daily publishing quota ({day})")
+
+
+#: the tags that make a run cover a range of partitions (Dagster's own, as its backfills set them)
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+#: every analytics asset: both sources for the run's days, their merge, then the report
+daily_analytics_job = define_asset_job(
+    "daily_analytics_job",
+    selection=AssetSelection.groups("analytics"),
+    description="Matomo and Search Console for a range of days, every active site in the run; the merge; the report.",
+)
+
+
+def analytics_range_tags(first: date, last: date) -> dict[str, str]:
+    """The tags of one run over the analytics days `first`..`last` (inclusive)."""
+    return {PARTITION_RANGE_START_TAG: first.isoformat(), PARTITION_RANGE_END_TAG: last.isoformat()}
+
+
+@schedule(
+    job=daily_analytics_job,
+    cron_schedule="0 7 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every day at 07:00 UTC: one run over the trailing five days (yesterday back), every active site, both "
+    "sources: provisional numbers are replaced until Matomo and Google call them final.",
+)
+def analytics_schedule(context: ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time.date()
+    first, last = schedule_window(tick)
+    return RunRequest(run_key=f"analytics/{tick.isoformat()}", tags=analytics_range_tags(first, last))

@@ -108,11 +108,18 @@ def site() -> None:
 @click.option("--brand", help="brand name shown on the site (default: the domain)")
 @click.option("--cloudflare-account", metavar="NICKNAME", help="the Cloudflare account to use (default: least loaded)")
 @click.option("--gsc-account", metavar="EMAIL", help="the Google account to use (default: least loaded)")
-def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc_account: str | None) -> None:
+@click.option("--timezone", metavar="ZONE", help="the site's IANA time zone, e.g. America/New_York: its analytics "
+              "days (default: UTC)")
+@click.option("--launched", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="the day the site went live, for a site live before it came here: analytics history starts there "
+              "(default: its first published article's day)")
+def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc_account: str | None,
+             timezone: str | None, launched) -> None:
     """Register a site. Its partition appears in Dagster on the next tick of new_sites_sensor, which provisions it."""
     normalize_domain(domain)  # a bad domain is refused before any connection is made
     with get_engine().begin() as conn:
-        registered, created = add_site(conn, domain, brand)
+        registered, created = add_site(conn, domain, brand, timezone=timezone,
+                                       launched_on=launched.date() if launched else None)
         if cloudflare_account or gsc_account:
             assign_accounts(conn, registered, cloudflare=cloudflare_account, gsc=gsc_account)
     verb = "registered" if created else "already registered"
@@ -452,6 +459,45 @@ def _provenance_summary(provenance: dict | None) -> str:
         f"blueprint {str(provenance.get('blueprint_hash') or '?')[:12]}",
     ]
     return ", ".join(parts)
+
+
+@main.group()
+def analytics() -> None:
+    """Daily analytics from Matomo and Search Console: backfill history, print the report."""
+
+
+@analytics.command("backfill")
+@click.option("--days", type=int, metavar="N", help="the last N days, to yesterday")
+@click.option("--site", "site", metavar="DOMAIN", help="only this site (without --days: its whole history, from its "
+              "first publishing day)")
+def analytics_backfill(days: int | None, site: str | None) -> None:
+    """Fetch history for every active site (or one) in runs of at most 31 days each, as the UI's backfill does; the
+    runs and their metadata show in the Dagster UI. Safe to repeat: final numbers are kept, provisional ones updated."""
+    from spark_assets.ops.analytics_ops import backfill_days, run_backfill
+    from spark_assets.ops.materializing import MaterializeFailed
+
+    first, last = backfill_days(days, site)
+    click.echo(f"analytics backfill {first} to {last}" + (f" for {site}" if site else " for every active site"))
+    try:
+        result = run_backfill(first, last, site=site, echo=click.echo)
+    except MaterializeFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(result.runs)} run(s); report written (`spark analytics report`)")
+    for name, message in sorted(result.failed_sites.items()):
+        click.echo(f"failed: {name}: {message}", err=True)
+    if result.failed_sites:
+        sys.exit(1)
+
+
+@analytics.command("report")
+@click.option("--site", "site", metavar="DOMAIN", help="only this site")
+def analytics_report_command(site: str | None) -> None:
+    """Print the report (last 7 and 28 days against the periods before, movers, sites without traffic, pages with
+    impressions) and write its charts under $SPARK_HOME/reports/analytics/."""
+    from spark_assets.ops.analytics_ops import print_report
+
+    print_report(site, echo=click.echo)
 
 
 @main.command()

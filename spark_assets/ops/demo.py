@@ -9,6 +9,7 @@ made. Runs go to the Dagster instance in $DAGSTER_HOME (default .spark/dagster),
 
 import os
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,6 +18,7 @@ from dagster import AssetKey, DagsterInstance
 
 from spark_assets.content.blueprint import load_blueprint
 from spark_assets.definitions import defs
+from spark_assets.ops.analytics_ops import BACKFILL_ASSETS, run_backfill
 from spark_assets.ops.local_instance import dagster_home, prepare_dagster_home
 from spark_assets.ops.materializing import (
     MaterializeFailed,
@@ -31,12 +33,15 @@ from spark_assets.records.accounts import assign_accounts
 from spark_assets.records.registry import add_site, import_campaign
 from spark_assets.records.site_inputs import upsert_page
 from spark_resources import migrations
-from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine
+from spark_resources.database import describe_url, dispose_engines, get_engine, open_engine, spark_home
 from spark_resources.paths import DEMO_BLUEPRINT
 from spark_resources.storage import storage_from_environment
 
 DEMO_DOMAIN = "demo-roofing.example"
 DEMO_BRAND = "Summit Roofing Co."
+DEMO_TIMEZONE = "America/New_York"  # the demo's places are in North Carolina
+#: the days of analytics the demo fills from the simulators
+DEMO_ANALYTICS_DAYS = 28
 
 #: the demo site's own pages: the service pages and contact page its articles link to (blueprint link_targets)
 DEMO_PAGES = [
@@ -59,6 +64,9 @@ DEMO_PAGES = [
      "Inspections are free and come with a photo report.</p><h2>Opening hours</h2><ul><li>Monday to Friday, "
      "7:30 am to 6 pm</li><li>Saturday, 8 am to noon</li></ul>"),
 ]
+
+#: materialized by the analytics step (a backfill over days), not by the partition-by-partition walk
+ANALYTICS_KEYS = [*BACKFILL_ASSETS, AssetKey("analytics_report")]
 
 #: kept under its old name: `spark demo` reports a failed step as DemoFailed
 DemoFailed = MaterializeFailed
@@ -107,7 +115,10 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
 
     with step("registry"):
         with engine.begin() as conn:
-            site, created = add_site(conn, DEMO_DOMAIN, DEMO_BRAND)
+            site, created = add_site(conn, DEMO_DOMAIN, DEMO_BRAND, timezone=DEMO_TIMEZONE)
+            # the demo site "went live" four weeks before its first demo, so it has analytics history to show
+            conn.execute(sa.text("UPDATE sites SET launched_on = :d WHERE id = :s AND launched_on IS NULL"),
+                         {"d": date.today() - timedelta(days=DEMO_ANALYTICS_DAYS), "s": site.id})
             campaign, outcome = import_campaign(conn, site.domain, blueprint, source=str(blueprint_path))
             for slug, permalink, title, content in DEMO_PAGES:
                 upsert_page(conn, site.id, slug=slug, permalink=permalink, title=title, content=content)
@@ -121,8 +132,16 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
         step.note(f"added {', '.join(added)}" if added else "already present")
 
     partition_for = {site_partitions.name: site.domain, campaign_partitions.name: campaign.partition_key}
+    analytics = set(ANALYTICS_KEYS)
     with sandbox_resources(engine, site) as resources:
-        metadata = materialize_in_order(materializable_keys(), partition_for, instance, resources, step)
+        keys = [key for key in materializable_keys() if key not in analytics]
+        metadata = materialize_in_order(keys, partition_for, instance, resources, step)
+        yesterday = date.today() - timedelta(days=1)
+        with step(f"analytics: the last {DEMO_ANALYTICS_DAYS} days from the Matomo and Search Console simulators"):
+            filled = run_backfill(yesterday - timedelta(days=DEMO_ANALYTICS_DAYS - 1), yesterday, resources=resources,
+                                  instance=instance, echo=step.note)
+            for name, message in filled.failed_sites.items():
+                step.note(f"failed: {name}: {message}")
     build = {name: value.value for name, value in metadata.get(AssetKey("site_build"), {}).items()}
     with engine.connect() as conn:
         summary = {name: conn.execute(sa.text(sql), {"site": site.id}).scalar_one() for name, sql in _SUMMARY_QUERIES.items()}
@@ -149,6 +168,9 @@ def run_demo(blueprint_path: Path | None = None, echo: Callable[[str], None] = p
         echo(f"Open it: `spark site serve {site.domain}` (what a visitor sees), then http://127.0.0.1:8000/")
     elif build:
         echo(f"Open it: `spark site serve {site.domain} --build`, then http://127.0.0.1:8000/")
+    report_dir = spark_home() / "reports" / "analytics"
+    echo(f"Analytics: {filled.first} to {filled.last} in {len(filled.runs)} run(s); the report: `spark analytics "
+         f"report`, its charts in {report_dir}")
     echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
     echo("See the lineage and run metadata: `make ui`, then open http://127.0.0.1:3000")
     dispose_engines()

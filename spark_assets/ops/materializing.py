@@ -71,7 +71,7 @@ def materialize_in_order(
             )
             if not result.success:
                 raise MaterializeFailed(
-                    f"{label} failed: {_failure(result)} (the full log is in the Dagster UI: `spark ui`)"
+                    f"{label} failed: {failure_of(result)} (the full log is in the Dagster UI: `spark ui`)"
                 )
             events = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key]
             metadata[asset_key] = events[-1].materialization.metadata if events else {}
@@ -83,7 +83,7 @@ def materialize_in_order(
     return metadata
 
 
-def _failure(result) -> str:
+def failure_of(result) -> str:
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":

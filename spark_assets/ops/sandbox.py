@@ -7,7 +7,8 @@ client code as production (only base URLs and credentials differ).
         # or, for other processes (dagster dev and its code server, daemon, run workers): os.environ |= sandbox.env()
 
 The wiring: Namecheap's name-server change activates the Cloudflare zone (after `activation_delay_seconds`, zero by
-default), and Google's Site Verification reads the TXT records published in the Cloudflare simulator. The Namecheap
+default), Google's Site Verification reads the TXT records published in the Cloudflare simulator, and Search Console's
+pages and queries are the pages of the site's last good build. The Namecheap
 simulator treats every domain asked about as one the account owns, so any site added to the registry can be provisioned.
 
 `spark demo` and `spark ui --sandbox` use it; tests use the simulators directly or through it.
@@ -15,12 +16,15 @@ simulator treats every domain asked about as one the account owns, so any site a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from spark_assets.records.accounts import add_cloudflare_account, add_gsc_account
+from spark_assets.records.site_inputs import good_build
+from spark_assets.site.build import read_manifest
 from spark_resources.providers import google
 from spark_resources.providers.cloudflare import CloudflareResource
 from spark_resources.providers.google import SearchConsoleResource
@@ -55,7 +59,9 @@ class Sandbox:
         self.namecheap.on_nameservers = lambda domain, servers: self.cloudflare.activate_zone(domain)
         self.google.txt_lookup = self.cloudflare.txt_records
         self.google.add_account(GOOGLE_ACCOUNT, GOOGLE_REFRESH_TOKEN)
+        self.google.site_pages = self._site_pages
         self._accounts_engine: Engine | None = None
+        self._pages: dict[tuple[str, str], list[str]] = {}
 
     def start(self) -> "Sandbox":
         for simulator in (self.cloudflare, self.namecheap, self.google, self.matomo):
@@ -83,6 +89,23 @@ class Sandbox:
             add_gsc_account(conn, email=GOOGLE_ACCOUNT, refresh_token=GOOGLE_REFRESH_TOKEN)
         _set_accounts_status(engine, "active")
         self._accounts_engine = engine
+
+    def _site_pages(self, site_url: str) -> list[str]:
+        """The pages of a site's last good build, as Search Console names them: what its simulated impressions land
+        on (the home page only when nothing is built yet)."""
+        domain = site_url.removeprefix("sc-domain:")
+        build = None
+        if self._accounts_engine is not None:
+            with self._accounts_engine.connect() as conn:
+                site_id = conn.execute(sa.text("SELECT id FROM sites WHERE domain = :d"), {"d": domain}).scalar()
+                build = good_build(conn, site_id) if site_id else None
+        if build is None:
+            return [f"https://{domain}/"]
+        key = (domain, build.manifest_hash)
+        if key not in self._pages:
+            paths = sorted(p for p in read_manifest(Path(build.manifest_path)) if p.endswith("index.html"))
+            self._pages[key] = [f"https://{domain}/{p.removesuffix('index.html')}" for p in paths]
+        return self._pages[key]
 
     def resources(self, **settings: Any) -> dict[str, Any]:
         """The provider resources of the Definitions, pointed at the simulators; `settings` (e.g. max_wait_seconds)

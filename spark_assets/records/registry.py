@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from spark_assets.analytics.days import InvalidTimeZone, time_zone
 from spark_assets.content.blueprint import Blueprint
 from spark_assets.content.names import normalize_domain
 
@@ -74,10 +75,28 @@ _SITE_COLUMNS = (
 )
 
 
-def add_site(conn: Connection, domain: str, brand: str | None = None) -> tuple[Site, bool]:
+def add_site(conn: Connection, domain: str, brand: str | None = None, *, timezone: str | None = None,
+             launched_on: date | None = None) -> tuple[Site, bool]:
     """Register a site (domain validated and normalised). Returns (site, created); an existing site keeps its row and
-    only takes the new brand if one is given."""
+    only takes the new brand, time zone (IANA name: its analytics days) or launch day (for a site live before it came
+    to the factory: its analytics history starts there) if given."""
     domain = normalize_domain(domain)
+    if timezone is not None:
+        try:
+            time_zone(timezone)
+        except InvalidTimeZone as exc:
+            raise RegistryError(str(exc)) from None
+    site, created = _add_site(conn, domain, brand)
+    if timezone is not None or launched_on is not None:
+        conn.execute(
+            sa.text("""UPDATE sites SET timezone = coalesce(:tz, timezone), launched_on = coalesce(:launched, launched_on)
+                       WHERE id = :s"""),
+            {"tz": timezone, "launched": launched_on, "s": site.id},
+        )
+    return site, created
+
+
+def _add_site(conn: Connection, domain: str, brand: str | None) -> tuple[Site, bool]:
     if domain.startswith("www."):
         # a site is its apex: its www host is served the same site (the edge router and provisioning do both)
         raise RegistryError(f"register the apex domain, not its www host: `spark site add {domain[4:]}` "

@@ -112,12 +112,13 @@ class MatomoClient:
         except (KeyError, TypeError, ValueError):
             raise ProviderError(PROVIDER, "unexpected addSite answer (no value)", code="malformed") from None
 
-    def ensure_site(self, name: str, url: str) -> tuple[int, bool]:
-        """The id of the site at `url`, created as `name` if missing; (id, created). Safe to re-run."""
+    def ensure_site(self, name: str, url: str, timezone: str = "UTC") -> tuple[int, bool]:
+        """The id of the site at `url`, created as `name` in `timezone` (its days' boundaries) if missing; (id,
+        created). Safe to re-run (an existing site keeps its settings)."""
         site_id = self.find_site_id(url)
         if site_id is not None:
             return site_id, False
-        return self.add_site(name, [url]), True
+        return self.add_site(name, [url], timezone=timezone), True
 
     # --- reports --------------------------------------------------------------------------------------------------
 
