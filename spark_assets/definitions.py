@@ -30,7 +30,12 @@ from spark_assets.automation.schedules import (
     drip_feed_job,
     drip_feed_schedule,
 )
-from spark_assets.automation.sensors import new_campaigns_sensor, new_sites_sensor, zone_activation_sensor
+from spark_assets.automation.sensors import (
+    analytics_history_sensor,
+    new_campaigns_sensor,
+    new_sites_sensor,
+    zone_activation_sensor,
+)
 from spark_resources.database import DatabaseResource
 from spark_resources.providers import cloudflare, google, matomo, namecheap
 from spark_resources.storage import storage_from_environment
@@ -57,7 +62,7 @@ all_assets = [*content_factory_assets, *provisioning_assets, *site_assets, *anal
 defs = Definitions(
     assets=all_assets,
     asset_checks=[analytics_fresh],
-    sensors=[new_sites_sensor, new_campaigns_sensor, zone_activation_sensor],
+    sensors=[new_sites_sensor, new_campaigns_sensor, zone_activation_sensor, analytics_history_sensor],
     schedules=[drip_feed_schedule, analytics_schedule],
     jobs=[drip_feed_job, daily_analytics_job],
     resources={

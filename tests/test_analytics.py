@@ -75,7 +75,7 @@ class World:
                              {"m": matomo_id, "s": site.id})
 
     def run(self, first: date, last: date, *, site: str | None = None, selection=SOURCES, raise_on_error=True):
-        tags = analytics_range_tags(first, last) | ({analytics_assets.SITE_TAG: site} if site else {})
+        tags = analytics_range_tags(first, last) | ({analytics_assets.SITES_TAG: site} if site else {})
         return materialize([*all_assets, analytics_assets.analytics_fresh], selection=selection,
                            instance=self.instance, resources=self.resources(), tags=tags,
                            raise_on_error=raise_on_error)
@@ -361,3 +361,61 @@ def test_the_backfill_refuses_an_unknown_site(world, monkeypatch):
         analytics_ops.run_backfill(TODAY - timedelta(days=2), TODAY - timedelta(days=1), site="nobody.example",
                                    resources=world.resources(), instance=world.instance)
     assert isinstance(world.instance, DagsterInstance)
+
+
+def test_the_history_sensor_fills_a_site_that_went_live_before_it_came(world, monkeypatch):
+    from dagster import build_sensor_context
+
+    from spark_assets.automation import sensors
+
+    monkeypatch.setattr(sensors, "utc_now", lambda: datetime.combine(TODAY, time(7), timezone.utc))
+    world.add("old.example", TODAY - timedelta(days=40))  # came to the factory with 40 days of history
+    world.add("new.example", TODAY - timedelta(days=2))  # the daily schedule's window covers it
+    context = build_sensor_context(instance=world.instance, resources={"database": world.database})
+
+    requests = sensors.analytics_history_sensor(context)
+
+    # the days before the schedule's window (TODAY-5), in the backfill's fixed 31-day runs from ANALYTICS_START
+    spans = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+             for r in requests]
+    assert spans == [("2026-10-09", "2026-11-08"), ("2026-11-09", "2026-11-14")]  # 2025-08-01 + 14 x 31 days
+    assert all(r.tags[analytics_assets.SITES_TAG] == "old.example" for r in requests)
+    assert len({r.run_key for r in requests}) == 2
+
+    for first, last in spans:  # what the daemon would launch
+        world.run(date.fromisoformat(first), date.fromisoformat(last), site="old.example")
+    days = {day for domain, day in world.rows("matomo_daily", "visits") if domain == "old.example"}
+    assert min(days) == TODAY - timedelta(days=40) and max(days) == TODAY - timedelta(days=6)
+    again = sensors.analytics_history_sensor(build_sensor_context(instance=world.instance,
+                                                                  resources={"database": world.database}))
+    assert "final up to 2026-11-14" in again.skip_message
+
+
+def test_the_cli_backfills_and_prints_the_report(world, monkeypatch):
+    from click.testing import CliRunner
+
+    from spark_assets.ops.cli import main
+
+    world.add("one.example", date(2026, 1, 1))
+    monkeypatch.setenv("DATABASE_URL", world.database.url)
+    monkeypatch.setattr(analytics_ops, "utc_now", lambda: datetime.combine(TODAY, time(7), timezone.utc))
+    monkeypatch.setattr(analytics_assets, "utc_now", lambda: datetime.combine(TODAY, time(7), timezone.utc))
+    monkeypatch.setattr(analytics_ops, "defs", type("D", (), {"resources": world.resources()})())
+    monkeypatch.setattr(analytics_ops.DagsterInstance, "get", staticmethod(lambda: world.instance))
+    runner = CliRunner()
+
+    refused = runner.invoke(main, ["analytics", "backfill", "--days", "0"])
+    assert refused.exit_code == 1 and "--days must be 1 or more" in refused.output
+    unknown = runner.invoke(main, ["analytics", "backfill", "--days", "3", "--site", "nobody.example"])
+    assert unknown.exit_code == 1 and "nobody.example" in unknown.output
+
+    filled = runner.invoke(main, ["analytics", "backfill", "--days", "35", "--site", "one.example"])
+    assert filled.exit_code == 0, filled.output
+    assert "analytics backfill 2026-10-16 to 2026-11-19 for one.example" in filled.output
+    assert "2 run(s)" in filled.output
+    assert len(world.rows("search_console_daily", "clicks")) == 35
+
+    report = runner.invoke(main, ["analytics", "report", "--site", "one.example"])
+    assert report.exit_code == 0, report.output
+    assert "# Analytics for one.example, through 2026-11-19" in report.output
+    assert "traffic.png" in report.output

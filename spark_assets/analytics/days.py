@@ -70,3 +70,13 @@ def days_between(start: date, end: date) -> list[date]:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def aligned_chunks(days: list[date], origin: date, size: int) -> dict[tuple[date, date], list[date]]:
+    """`days` grouped into the fixed runs of `size` days counted from `origin` ((first, last) of each run that holds
+    one of them), so runs asked for on different days, or for different sites, line up and can be shared."""
+    chunks: dict[tuple[date, date], list[date]] = {}
+    for day in days:
+        start = origin + timedelta(days=(day - origin).days // size * size)
+        chunks.setdefault((start, start + timedelta(days=size - 1)), []).append(day)
+    return chunks

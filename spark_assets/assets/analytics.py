@@ -19,7 +19,8 @@ range of days in one run: `BackfillPolicy.multi_run`, at most `MAX_DAYS_PER_RUN`
 * Final numbers are never replaced by provisional ones (`records.analytics`), so re-running a day converges, and late
   data replaces early data until the provider calls it final. `analytics_ledger` is what is final.
 
-A run tagged `spark/analytics_site=<domain>` handles that one site (the CLI's `spark analytics backfill --site`).
+A run tagged `spark/analytics_sites=<domain>,<domain>` handles those sites only (`spark analytics backfill --site`,
+and `analytics_history_sensor`'s runs for sites with history to fill).
 """
 
 import base64
@@ -58,8 +59,8 @@ from spark_resources.secrets import SecretKeyError
 #: the most days one run handles: a backfill of 90 days is three runs
 MAX_DAYS_PER_RUN = 31
 ANALYTICS_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
-#: a run with this tag handles only this site (its domain)
-SITE_TAG = "spark/analytics_site"
+#: a run with this tag handles only these sites (their domains, comma-separated: a domain never holds a comma)
+SITES_TAG = "spark/analytics_sites"
 #: Search Console sites fetched at once within a run
 GSC_WORKERS = 8
 #: how many days the report covers (charts), and the days it compares
@@ -76,8 +77,8 @@ def _days(context: AssetExecutionContext) -> tuple[date, date]:
 
 
 def _domains(context: AssetExecutionContext) -> list[str] | None:
-    domain = context.run.tags.get(SITE_TAG)
-    return [domain] if domain else None
+    tag = context.run.tags.get(SITES_TAG, "")
+    return [domain for domain in tag.split(",") if domain] or None
 
 
 def _fetched_check(failed: dict[str, str], asked: int) -> AssetCheckResult:

@@ -5,11 +5,15 @@ not changed the tick is skipped without touching the Dagster instance. When it h
 are added, so every key is added exactly once even if the cursor is lost or rows commit out of order (a "max id seen"
 cursor would skip a row that commits after a later one).
 
+`analytics_history_sensor` (hourly) fills analytics history: days missing or not final before the daily schedule's
+window, in the backfill's fixed 31-day runs, each naming the sites it is for.
+
 Archived sites and campaigns are not removed: their partitions keep their materialization history browsable in the UI,
 and the sensors simply stop adding anything for them. Remove a partition by hand in the UI if it must go.
 """
 
 import hashlib
+from datetime import date, timedelta
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
@@ -26,8 +30,12 @@ from dagster import (
 )
 from sqlalchemy.engine import Connection
 
-from spark_assets.partitions import campaign_partitions, site_partitions
+from spark_assets.analytics.days import aligned_chunks, schedule_window, utc_now
+from spark_assets.assets.analytics import MAX_DAYS_PER_RUN, SITES_TAG
+from spark_assets.automation.schedules import analytics_range_tags
+from spark_assets.partitions import ANALYTICS_START, campaign_partitions, site_partitions
 from spark_assets.records.accounts import cloudflare_credentials
+from spark_assets.records.analytics import unsettled_days
 from spark_assets.records.registry import active_campaign_keys, active_site_keys
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareResource
@@ -173,3 +181,43 @@ def _zone_is_active(context: SensorEvaluationContext, database: DatabaseResource
     except (ProviderError, SecretKeyError) as exc:
         context.log.warning(f"could not ask Cloudflare about {site.domain}: {exc}")
         return False
+
+
+#: what a history run materializes: both sources and their merge (the daily schedule's run writes the report)
+HISTORY_ASSETS = [AssetKey("matomo_daily"), AssetKey("search_console_daily"), AssetKey("daily_analytics")]
+#: history runs one tick may request (each at most MAX_DAYS_PER_RUN days)
+HISTORY_RUNS_PER_TICK = 10
+#: above this many sites in one run the tag is left off: the run fetches every site (final days are kept as they are)
+HISTORY_SITES_PER_TAG = 50
+
+
+@sensor(
+    asset_selection=HISTORY_ASSETS,
+    minimum_interval_seconds=3600,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Hourly: sites with analytics days missing or not final before the daily schedule's window (a site "
+    "that went live before it came to the factory, days the schedule missed) get runs that fill them, the days cut "
+    "into the backfill's fixed 31-day runs, each run naming the sites it is for.",
+)
+def analytics_history_sensor(context: SensorEvaluationContext, database: DatabaseResource):
+    today = utc_now().date()
+    before_window = schedule_window(today)[0] - timedelta(days=1)
+    origin = date.fromisoformat(ANALYTICS_START)
+    with database.connect() as conn:
+        gaps = unsettled_days(conn, before_window, origin)
+    sites_by_run: dict[tuple[date, date], set[str]] = {}
+    for domain, days in gaps.items():
+        for run in aligned_chunks(days, origin, MAX_DAYS_PER_RUN):
+            sites_by_run.setdefault(run, set()).add(domain)
+    if not sites_by_run:
+        return SkipReason(f"every site's analytics are final up to {before_window}")
+    requests = []
+    for (first, last), domains in sorted(sites_by_run.items())[:HISTORY_RUNS_PER_TICK]:
+        tags = analytics_range_tags(first, min(last, before_window))
+        if len(domains) <= HISTORY_SITES_PER_TAG:
+            tags[SITES_TAG] = ",".join(sorted(domains))
+        # the tick's day in the key: a run whose sites still have gaps (a provider refused) is tried again tomorrow
+        key = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:12]
+        requests.append(RunRequest(run_key=f"analytics-history/{first}/{today}/{key}", tags=tags))
+    context.log.info(f"{len(sites_by_run)} run(s) of history to fill for {len(gaps)} site(s); {len(requests)} requested")
+    return requests

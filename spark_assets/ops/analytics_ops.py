@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance, materialize
 
 from spark_assets.analytics.days import days_between, utc_now
-from spark_assets.assets.analytics import MAX_DAYS_PER_RUN, SITE_TAG, write_report
+from spark_assets.assets.analytics import MAX_DAYS_PER_RUN, SITES_TAG, write_report
 from spark_assets.automation.schedules import analytics_range_tags
 from spark_assets.definitions import all_assets, defs
 from spark_assets.ops.materializing import QUIET_RUN, MaterializeFailed, failure_of
@@ -74,7 +74,7 @@ def run_backfill(first: date, last: date, *, site: str | None = None, resources:
     result = Backfill(first, last)
     for index in range(0, len(days), MAX_DAYS_PER_RUN):
         chunk = days[index:index + MAX_DAYS_PER_RUN]
-        tags = analytics_range_tags(chunk[0], chunk[-1]) | ({SITE_TAG: site} if site else {})
+        tags = analytics_range_tags(chunk[0], chunk[-1]) | ({SITES_TAG: site} if site else {})
         outcome = materialize(all_assets, selection=BACKFILL_ASSETS, instance=instance, resources=resources,
                               tags=tags, run_config=QUIET_RUN, raise_on_error=False)
         result.runs.append((chunk[0], chunk[-1], outcome.success))

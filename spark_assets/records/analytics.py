@@ -168,32 +168,49 @@ class StaleSite:
     oldest: date
 
 
+#: every (site, source, day) from the site's first publishing day (not before :earliest) up to :cutoff that is missing
+#: or not final, for the sources the site is provisioned with (active sites only)
+_UNSETTLED_DAYS = f"""
+    WITH s AS (
+        SELECT s.id, s.domain, {_PROVISIONED[MATOMO]} AS matomo, {_PROVISIONED[SEARCH_CONSOLE]} AS search_console,
+               {_FIRST_PUBLISHED} AS first_published
+        FROM sites s WHERE s.status = 'active'),
+    expected AS (
+        SELECT s.id, s.domain, v.source, d::date AS day
+        FROM s CROSS JOIN LATERAL (VALUES ('{MATOMO}', s.matomo), ('{SEARCH_CONSOLE}', s.search_console))
+             AS v(source, provisioned)
+        CROSS JOIN LATERAL generate_series(greatest(s.first_published, :earliest), :cutoff, interval '1 day') AS d
+        WHERE v.provisioned AND s.first_published IS NOT NULL)
+    SELECT e.domain, e.source, e.day, l.data_state
+    FROM expected e
+    LEFT JOIN analytics_ledger l ON l.source = e.source AND l.site_id = e.id AND l.day = e.day
+    WHERE l.data_state IS DISTINCT FROM 'final'"""
+
+
 def stale_sites(conn: Connection, cutoff: date, earliest: date) -> list[StaleSite]:
     """Every active site and source with a day from its first publishing day (not before `earliest`) up to `cutoff`
     that is missing or not final, for the sources the site is provisioned with."""
     rows = conn.execute(
         sa.text(
-            f"""WITH s AS (
-                    SELECT s.id, s.domain, {_PROVISIONED[MATOMO]} AS matomo,
-                           {_PROVISIONED[SEARCH_CONSOLE]} AS search_console, {_FIRST_PUBLISHED} AS first_published
-                    FROM sites s WHERE s.status = 'active'),
-                expected AS (
-                    SELECT s.id, s.domain, v.source, d::date AS day
-                    FROM s CROSS JOIN LATERAL (VALUES ('{MATOMO}', s.matomo), ('{SEARCH_CONSOLE}', s.search_console))
-                         AS v(source, provisioned)
-                    CROSS JOIN LATERAL generate_series(greatest(s.first_published, :earliest), :cutoff,
-                                                       interval '1 day') AS d
-                    WHERE v.provisioned AND s.first_published IS NOT NULL)
-                SELECT e.domain, e.source, count(*) FILTER (WHERE l.data_state IS NULL) AS missing,
-                       count(*) FILTER (WHERE l.data_state = 'provisional') AS provisional, min(e.day) AS oldest
-                FROM expected e
-                LEFT JOIN analytics_ledger l ON l.source = e.source AND l.site_id = e.id AND l.day = e.day
-                WHERE l.data_state IS DISTINCT FROM 'final'
-                GROUP BY e.domain, e.source ORDER BY e.domain, e.source"""
+            f"""SELECT domain, source, count(*) FILTER (WHERE data_state IS NULL) AS missing,
+                       count(*) FILTER (WHERE data_state = 'provisional') AS provisional, min(day) AS oldest
+                FROM ({_UNSETTLED_DAYS}) u GROUP BY domain, source ORDER BY domain, source"""
         ),
         {"cutoff": cutoff, "earliest": earliest},
     )
     return [StaleSite(**row._mapping) for row in rows]
+
+
+def unsettled_days(conn: Connection, cutoff: date, earliest: date) -> dict[str, list[date]]:
+    """Each active site's days up to `cutoff` missing or not final in any source it is provisioned with, in order."""
+    rows = conn.execute(
+        sa.text(f"SELECT DISTINCT domain, day FROM ({_UNSETTLED_DAYS}) u ORDER BY domain, day"),
+        {"cutoff": cutoff, "earliest": earliest},
+    )
+    days: dict[str, list[date]] = {}
+    for row in rows:
+        days.setdefault(row.domain, []).append(row.day)
+    return days
 
 
 def record_errors(conn: Connection, source: str, errors: dict[UUID, str]) -> None:
