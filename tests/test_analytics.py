@@ -419,3 +419,15 @@ def test_the_cli_backfills_and_prints_the_report(world, monkeypatch):
     assert report.exit_code == 0, report.output
     assert "# Analytics for one.example, through 2026-11-19" in report.output
     assert "traffic.png" in report.output
+
+
+def test_a_site_time_zone_must_be_a_real_one(engine):
+    from spark_assets.records.registry import RegistryError
+
+    with engine.begin() as conn, pytest.raises(RegistryError, match="unknown time zone 'Mars/Olympus_Mons'"):
+        add_site(conn, "one.example", timezone="Mars/Olympus_Mons")
+    with engine.begin() as conn:
+        add_site(conn, "one.example", timezone="America/Chicago", launched_on=date(2026, 5, 1))
+        add_site(conn, "one.example")  # registering again keeps both
+        row = conn.execute(sa.text("SELECT timezone, launched_on FROM sites WHERE domain = 'one.example'")).one()
+    assert (row.timezone, row.launched_on) == ("America/Chicago", date(2026, 5, 1))

@@ -71,6 +71,11 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
     assert "articles             288" in out  # 12 cities x 6 personas x 4 patterns
     assert "articles_published   288" in out  # the demo campaign auto-publishes what passes every check
     assert "Traceback" not in first.stderr
+    # four weeks of analytics from the Matomo and Search Console simulators, in one run, and the report's charts
+    assert "-> analytics: the last 28 days from the Matomo and Search Console simulators" in out
+    assert re.search(r"Analytics: \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d in 1 run\(s\)", out), out
+    for chart in ("traffic.png", "sites.png", "position.png"):
+        assert (home / "reports" / "analytics" / chart).read_bytes().startswith(b"\x89PNG")
 
     instance = DagsterInstance.from_config(str(home / "dagster"))
     try:
@@ -102,6 +107,12 @@ def test_demo_runs_the_factory_from_nothing_and_again(home):
 
     listing = _spark(["site", "list"], home)
     assert listing.returncode == 0 and "demo-roofing.example" in listing.stdout
+
+    # the report an operator reads next: 28 days of the demo site, its pages with impressions among those published
+    report = _spark(["analytics", "report", "--site", "demo-roofing.example"], home)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "# Analytics for demo-roofing.example, through " in report.stdout
+    assert re.search(r"Pages with at least one impression in the last 28 days: \d+ of 288 published", report.stdout)
 
 
 @pytest.mark.slow
