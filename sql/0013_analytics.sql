@@ -9,6 +9,10 @@ ALTER TABLE sites ADD COLUMN timezone text NOT NULL DEFAULT 'UTC' CHECK (timezon
 -- article's day. Analytics history starts here, never before (nobody asks for traffic of a site with no pages).
 ALTER TABLE sites ADD COLUMN launched_on date;
 
+-- A site's first publishing day (its analytics start) is min(published_at) of its articles: an index lookup.
+CREATE INDEX generated_articles_site_published_at_idx ON generated_articles (site_id, published_at)
+    WHERE published_at IS NOT NULL;
+
 -- VisitsSummary.get, one row per site and day fetched. A day Matomo had no data for (`[]`) is a row of zeros: it was
 -- asked and answered. `data_state` is 'provisional' until two days after the day ends in the site's time zone.
 CREATE TABLE matomo_daily (
