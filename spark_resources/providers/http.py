@@ -278,7 +278,8 @@ class SharedRateLimiter:
     same budget (runs in parallel or back to back, sensors) shares it: what the provider counts is all of them.
 
     `budget` names what the provider limits, e.g. one Cloudflare token; `budget_key` derives a name that does not
-    reveal the credential. Each acquire is one short transaction under an advisory lock on the budget. Time is the
+    reveal the credential. Each acquire is one short transaction under an advisory lock on the budget: two statements
+when there is room. Time is the
     database's (`clock_timestamp()`, one clock for every process) unless a `clock` (epoch seconds) is given."""
 
     def __init__(self, engine: "Engine", budget: str, calls: int | None = None, period: float | None = None, *,
@@ -290,12 +291,26 @@ class SharedRateLimiter:
         self.calls, self.period = self.windows[0]
         self._sleep = sleep
         self._clock = clock
+        self._acquired = 0
+
+    #: expired rows are deleted on the first call, then every this many (and whenever a window is full)
+    PRUNE_EVERY = 50
 
     def acquire(self) -> None:
+        """Wait until every window has room, then count this call. The common case is two statements under the
+        budget's lock: the lock with the time, then an insert that happens only if every window has room. Only when
+        one is full (then again after each wait) or every `PRUNE_EVERY` calls are expired rows deleted and the wait
+        computed."""
         from sqlalchemy import text
 
         longest = max(period for _, period in self.windows)
-        params = {"budget": self.budget, "longest": longest, "ns": _LOCK_NAMESPACE}
+        params = {"budget": self.budget, "longest": longest, "ns": _LOCK_NAMESPACE,
+                  **{f"p{i}": period for i, (_, period) in enumerate(self.windows)},
+                  **{f"c{i}": calls for i, (calls, _) in enumerate(self.windows)}}
+        room = " AND ".join(
+            f"(SELECT count(*) FROM provider_calls WHERE budget = :budget "
+            f"AND called_at > :now - make_interval(secs => :p{i})) < :c{i}" for i in range(len(self.windows)))
+        waited = False
         while True:
             with self.engine.begin() as conn:
                 # the lock, then the time (the target list is evaluated in order): one round trip for both
@@ -304,6 +319,14 @@ class SharedRateLimiter:
                 ).one()
                 if self._clock is not None:
                     now = datetime.fromtimestamp(self._clock(), timezone.utc)
+                self._acquired += 1
+                if not waited and self._acquired % self.PRUNE_EVERY != 1:
+                    counted = conn.execute(
+                        text(f"INSERT INTO provider_calls (budget, called_at) SELECT :budget, :now WHERE {room}"),
+                        {**params, "now": now},
+                    ).rowcount
+                    if counted:
+                        return
                 conn.execute(
                     text("""DELETE FROM provider_calls WHERE budget = :budget
                             AND called_at <= :now - make_interval(secs => :longest)"""),
@@ -315,6 +338,7 @@ class SharedRateLimiter:
                                  {**params, "now": now})
                     return
             self._sleep(max(wait, 0.01))
+            waited = True
 
     def _wait_for_room(self, conn, now: datetime, params: dict) -> float:
         """`_wait_for_room` counted in SQL: the calls inside each window, and for a full one, when enough have left."""
