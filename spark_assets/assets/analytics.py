@@ -126,13 +126,22 @@ def matomo_daily(context: AssetExecutionContext, database: DatabaseResource, mat
     now = utc_now()
     rows = [row for site in sites if site.id in visits
             for row in matomo_days(site.id, site.timezone, visits[site.id], *ranges[site.id], now)]
+    return _written(context, database, records.MATOMO, sites, failed, rows, start, end, started,
+                    write=lambda conn: records.write_matomo(conn, rows, now),
+                    totals={"visits": sum(row.visits for row in rows)})
+
+
+def _written(context: AssetExecutionContext, database: DatabaseResource, source: str, sites: list, failed: dict,
+             rows: list, start: date, end: date, started: float, write, totals: dict) -> MaterializeResult:
+    """Write a source's rows (`write`) and its sites' errors in one transaction; the materialization that says what
+    was written and which sites failed (its `every_site_fetched` check)."""
     with database.begin() as conn:
-        written = records.write_matomo(conn, rows, now)
-        records.record_errors(conn, records.MATOMO, failed)
-        records.clear_errors(conn, records.MATOMO, [site.id for site in sites if site.id not in failed])
+        written = write(conn)
+        records.record_errors(conn, source, failed)
+        records.clear_errors(conn, source, [site.id for site in sites if site.id not in failed])
     failed_by_domain = {site.domain: failed[site.id] for site in sites if site.id in failed}
     for domain, message in failed_by_domain.items():
-        context.log.warning(f"Matomo analytics for {domain}: {message}")
+        context.log.warning(f"{records.ERROR_LABELS[source]} for {domain}: {message}")
     return MaterializeResult(
         metadata={
             "days": f"{start} to {end}",
@@ -143,7 +152,7 @@ def matomo_daily(context: AssetExecutionContext, database: DatabaseResource, mat
             "provisional_settled": written.settled,
             "final_kept": written.kept_final,
             "final_rows": sum(row.data_state == "final" for row in rows),
-            "visits": sum(row.visits for row in rows),
+            **totals,
             "seconds": round(time.perf_counter() - started, 2),
             **({"failures": MetadataValue.md(_failures_table(failed_by_domain))} if failed_by_domain else {}),
         },
@@ -197,31 +206,10 @@ def search_console_daily(context: AssetExecutionContext, database: DatabaseResou
         sites = records.analytics_sites(conn, records.SEARCH_CONSOLE, end, _domains(context))
     days, details, failed = _fetch_search_console(context, database, search_console, sites, start, end)
     now = utc_now()
-    with database.begin() as conn:
-        written = records.write_search_console(conn, days, details, now)
-        records.record_errors(conn, records.SEARCH_CONSOLE, failed)
-        records.clear_errors(conn, records.SEARCH_CONSOLE, [site.id for site in sites if site.id not in failed])
-    failed_by_domain = {site.domain: failed[site.id] for site in sites if site.id in failed}
-    for domain, message in failed_by_domain.items():
-        context.log.warning(f"Search Console analytics for {domain}: {message}")
-    return MaterializeResult(
-        metadata={
-            "days": f"{start} to {end}",
-            "sites": len(sites),
-            "sites_failed": len(failed),
-            "rows_written": written.written,
-            "rows_new": written.new,
-            "provisional_settled": written.settled,
-            "final_kept": written.kept_final,
-            "final_rows": sum(row.data_state == "final" for row in days),
-            "detail_rows": len(details),
-            "clicks": sum(row.clicks for row in days),
-            "impressions": sum(row.impressions for row in days),
-            "seconds": round(time.perf_counter() - started, 2),
-            **({"failures": MetadataValue.md(_failures_table(failed_by_domain))} if failed_by_domain else {}),
-        },
-        check_results=[_fetched_check(failed_by_domain, len(sites))],
-    )
+    return _written(context, database, records.SEARCH_CONSOLE, sites, failed, days, start, end, started,
+                    write=lambda conn: records.write_search_console(conn, days, details, now),
+                    totals={"detail_rows": len(details), "clicks": sum(row.clicks for row in days),
+                            "impressions": sum(row.impressions for row in days)})
 
 
 def _fetch_search_console(context, database, search_console, sites, start, end):
