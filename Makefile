@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test ui install clean
+.PHONY: demo test ui prod install clean
 
 $(BIN)/spark: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Spark Factory needs Python >= 3.11")'
@@ -22,6 +22,9 @@ test: install          ## set up and run the test suite
 
 ui: install            ## open the Dagster UI on the same database and instance the demo used
 	$(BIN)/spark ui
+
+prod: install          ## the production topology (docker-compose.yml's four roles) as processes on this host
+	$(BIN)/spark prod
 
 clean:
 	rm -rf $(VENV) .spark .pytest_cache

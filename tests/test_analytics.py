@@ -285,6 +285,7 @@ def test_the_schedule_asks_for_the_trailing_five_days_in_one_run():
     assert request.run_key == "analytics/2026-11-20"
     assert request.tags["dagster/asset_partition_range_start"] == "2026-11-15"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-11-19"
+    assert request.tags["spark/kind"] == "analytics"  # held to the instance's limit for analytics runs
     assert analytics_schedule.job_name == "daily_analytics_job"
     job = defs.resolve_job_def("daily_analytics_job")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
@@ -380,6 +381,7 @@ def test_the_history_sensor_fills_a_site_that_went_live_before_it_came(world, mo
              for r in requests]
     assert spans == [("2026-10-09", "2026-11-08"), ("2026-11-09", "2026-11-14")]  # 2025-08-01 + 14 x 31 days
     assert all(r.tags[analytics_assets.SITES_TAG] == "old.example" for r in requests)
+    assert all(r.tags["spark/kind"] == "analytics" for r in requests)
     assert len({r.run_key for r in requests}) == 2
 
     for first, last in spans:  # what the daemon would launch

@@ -343,7 +343,10 @@ def test_dagster_yaml_is_a_valid_postgres_instance_config(monkeypatch: pytest.Mo
     config, custom_instance_class = dagster_instance_config(str(DAGSTER_YAML.parent))
     assert custom_instance_class is None
     assert set(config["storage"]) == {"postgres"}
-    assert set(config["storage"]["postgres"]["postgres_db"]) == {"hostname", "port", "username", "password", "db_name"}
+    postgres_db = config["storage"]["postgres"]["postgres_db"]
+    assert set(postgres_db) == {"scheme", "hostname", "port", "username", "password", "db_name"}
+    # dagster-postgres needs psycopg2: under SQLAlchemy 2.1 a plain postgresql:// means psycopg 3, which breaks it
+    assert postgres_db["scheme"] == "postgresql+psycopg2"
 
     ref = InstanceRef.from_dir(str(tmp_path), config_dir=str(DAGSTER_YAML.parent))
     assert (ref.storage_data.module_name, ref.storage_data.class_name) == ("dagster_postgres", "DagsterPostgresStorage")
@@ -378,7 +381,8 @@ def test_dagster_yaml_postgres_connection_comes_from_the_environment(monkeypatch
         monkeypatch.setenv(name, value)
     resolved = process_config(DagsterPostgresStorage.config_type(), storage_config)
     assert resolved.success, resolved.errors
-    assert pg_url_from_config(resolved.value) == "postgresql://dummy_user:dummy-password@db.invalid:5433/dummy_db"
+    url = "postgresql+psycopg2://dummy_user:dummy-password@db.invalid:5433/dummy_db"
+    assert pg_url_from_config(resolved.value) == url
 
     monkeypatch.delenv("DAGSTER_PG_PASSWORD")
     assert not process_config(DagsterPostgresStorage.config_type(), storage_config).success
@@ -431,6 +435,10 @@ def test_dagster_yaml_builds_a_working_instance(admin_url: str, monkeypatch: pyt
             assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
             assert isinstance(instance.run_launcher, DefaultRunLauncher)
             assert instance.run_monitoring_enabled and not instance.telemetry_enabled
+            limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+            assert {limit["value"] for limit in limits} == {"provisioning", "releases", "analytics"}
+            assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+            assert not instance.run_retries_retry_on_asset_or_op_failure
             retention = instance.get_tick_retention_settings(InstigatorType.SENSOR)
             assert retention[TickStatus.SKIPPED] == 7 and retention[TickStatus.FAILURE] > retention[TickStatus.SKIPPED]
         finally:
@@ -439,6 +447,86 @@ def test_dagster_yaml_builds_a_working_instance(admin_url: str, monkeypatch: pyt
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def test_dagster_yaml_limits_the_runs_that_call_providers():
+    """Each limited kind of run has a limit on the tag the automation sets, below the instance-wide one."""
+    from spark_assets.automation.run_kinds import LIMITED_RUN_KINDS, RUN_KIND_TAG, RUN_KINDS
+
+    runs = yaml.safe_load(DAGSTER_YAML.read_text())["concurrency"]["runs"]
+    limits = {(limit["key"], limit["value"]): limit["limit"] for limit in runs["tag_concurrency_limits"]}
+    assert len(limits) == len(runs["tag_concurrency_limits"]), "a kind is limited twice"
+    assert set(limits) == {(RUN_KIND_TAG, kind) for kind in LIMITED_RUN_KINDS}
+    assert set(LIMITED_RUN_KINDS) <= set(RUN_KINDS)
+    assert all(0 < limit < runs["max_concurrent_runs"] for limit in limits.values())
+
+
+def test_dagster_yaml_retries_runs_whose_worker_failed(tmp_path: Path):
+    from dagster._core.instance.ref import InstanceRef
+
+    retries = InstanceRef.from_dir(str(tmp_path), config_dir=str(DAGSTER_YAML.parent)).settings["run_retries"]
+    assert retries == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+
+
+def test_every_automated_run_says_its_kind():
+    """Every RunRequest of the sensors and schedules passes tags, and every job has run tags naming a kind, so the
+    instance's tag limits see them (the tags' values are checked by the sensor and schedule tests)."""
+    import ast
+
+    from spark_assets.automation.run_kinds import RETRY_STRATEGY_TAG, RUN_KIND_TAG, RUN_KINDS
+    from spark_assets.definitions import defs
+
+    for module in sorted((REPO_ROOT / "spark_assets" / "automation").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RunRequest":
+                assert "tags" in {k.arg for k in node.keywords}, f"{module.name}:{node.lineno}: RunRequest without tags"
+    jobs = [job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    assert jobs
+    for job in jobs:
+        assert job.run_tags.get(RUN_KIND_TAG) in RUN_KINDS, job.name
+        assert job.run_tags.get(RETRY_STRATEGY_TAG) == "FROM_FAILURE", job.name
+
+
+# --- spark prod: the same topology as processes (tests/test_prod_topology.py runs it) ---------------------------------
+
+
+def test_prod_uses_the_compose_files_and_overrides_only_the_workspace_host_and_port(services: dict):
+    from spark_assets.ops import prod
+
+    assert prod.INSTANCE_YAML == DAGSTER_YAML and prod.WORKSPACE_YAML == WORKSPACE_YAML
+    original = yaml.safe_load(WORKSPACE_YAML.read_text())
+    override = prod.workspace_override(45678)
+    server = override["load_from"][0]["grpc_server"]
+    assert server == dict(original["load_from"][0]["grpc_server"], host="127.0.0.1", port=45678)
+    rest = {k: v for k, v in original.items() if k != "load_from"}
+    assert {k: v for k, v in override.items() if k != "load_from"} == rest
+    assert prod.workspace_override()["load_from"][0]["grpc_server"]["port"] == server_port(services)
+    assert command_args(services["user_code"])[-2:] == ["-m", prod.CODE_MODULE]
+
+
+def server_port(services: dict) -> int:
+    return int(option_value(command_args(services["user_code"]), "-p", "--port"))
+
+
+def test_prod_databases_are_the_compose_ones(env_example: dict[str, str]):
+    from spark_assets.ops import prod
+
+    assert prod.INSTANCE_DATABASE == env_example["POSTGRES_DB"]
+    assert f"CREATE DATABASE {prod.APP_DATABASE}" in POSTGRES_INIT.read_text()
+
+
+def test_prod_instance_environment_for_a_socket_and_for_a_host():
+    from spark_assets.ops.prod import instance_environment
+
+    embedded = instance_environment("postgresql+psycopg://postgres@/spark?host=%2Ftmp%2Fpg%20data")
+    assert embedded["DAGSTER_PG_HOST"] == "" and embedded["PGHOST"] == "/tmp/pg data"
+    assert (embedded["DAGSTER_PG_USER"], embedded["DAGSTER_PG_DB"]) == ("postgres", "dagster")
+    remote = instance_environment("postgresql://spark:s3cret@db.internal:5433/spark")
+    assert "PGHOST" not in remote
+    assert {k: remote[k] for k in PG_ENV} == {
+        "DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5433", "DAGSTER_PG_USER": "spark",
+        "DAGSTER_PG_PASSWORD": "s3cret", "DAGSTER_PG_DB": "dagster"}
+    assert make_url(remote["DATABASE_URL"]).database == "spark"
 
 
 # --- .env.example -----------------------------------------------------------------------------------------------------

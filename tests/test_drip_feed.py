@@ -214,6 +214,7 @@ def test_a_site_with_a_quota_is_drip_fed_in_order_once_a_day(database, engine, s
         assert [(r.partition_key, r.run_key, r.tags[DRIP_DAY_TAG]) for r in requests] == [
             (SITE, f"{SITE}/2026-03-02", "2026-03-02")]
         assert requests[0].job_name in (None, "drip_feed_job")
+        assert requests[0].tags["spark/kind"] == "releases"  # held to the instance's limit for releases
 
         # that tick's batch: exactly the quota, in the documented order; the same day again: nothing more
         first = _batch(instance, database, "2026-03-02")

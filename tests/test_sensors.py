@@ -41,6 +41,8 @@ def test_a_new_site_becomes_exactly_one_partition(database, engine):
         second, cursor = _tick(new_sites_sensor, instance, database, cursor)
         assert _added_keys(second) == ["demo-roofing.example"]
         assert instance.get_dynamic_partitions("site") == ["demo-roofing.example"]
+        # its provisioning run is held to the instance's limit for provisioning runs (docker/dagster.yaml)
+        assert [r.tags["spark/kind"] for r in second.run_requests] == ["provisioning"]
 
         third, cursor = _tick(new_sites_sensor, instance, database, cursor)
         assert isinstance(third, SkipReason)
@@ -60,6 +62,7 @@ def test_a_new_campaign_becomes_one_partition_and_one_run(database, engine):
         key = "demo-roofing.example/roof-repair-replacement"
         assert _added_keys(result) == [key]
         assert [(r.partition_key, r.run_key) for r in result.run_requests] == [(key, f"new-campaign:{key}")]
+        assert result.run_requests[0].tags["spark/kind"] == "content"
         assert [k.to_user_string() for k in result.run_requests[0].asset_selection] == [
             "avatars", "campaign_blueprint", "campaign_geo", "cartesian_permutations", "headlines", "articles",
             "article_quality",

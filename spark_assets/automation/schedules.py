@@ -21,6 +21,7 @@ from dagster import (
 
 from spark_assets.analytics.days import schedule_window
 from spark_assets.assets.drip_feed import DRIP_DAY_TAG
+from spark_assets.automation.run_kinds import run_kind_tags
 from spark_assets.partitions import site_partitions  # the job's partitions come from its assets; the tick reads keys
 from spark_assets.records.drip_feed import drip_sites
 from spark_resources.database import DatabaseResource
@@ -30,6 +31,7 @@ drip_feed_job = define_asset_job(
     "drip_feed_job",
     selection=AssetSelection.assets("published_batch", "site_build", "site_release"),
     description="A site's daily drip-feed batch published, then the site built and released.",
+    run_tags=run_kind_tags("releases"),
 )
 
 
@@ -50,7 +52,8 @@ def drip_feed_schedule(context: ScheduleEvaluationContext, database: DatabaseRes
     if missing:  # new_sites_sensor adds them on its next tick; tomorrow's tick will include them
         context.log.info(f"not yet a partition, skipped today: {', '.join(missing)}")
     requests = [
-        RunRequest(run_key=f"{domain}/{day}", partition_key=domain, tags={DRIP_DAY_TAG: day})
+        RunRequest(run_key=f"{domain}/{day}", partition_key=domain,
+                   tags={DRIP_DAY_TAG: day, **run_kind_tags("releases")})
         for domain in domains
         if domain in known
     ]
@@ -66,6 +69,7 @@ daily_analytics_job = define_asset_job(
     "daily_analytics_job",
     selection=AssetSelection.groups("analytics"),
     description="Matomo and Search Console for a range of days, every active site in the run; the merge; the report.",
+    run_tags=run_kind_tags("analytics"),
 )
 
 
@@ -85,4 +89,5 @@ def analytics_range_tags(first: date, last: date) -> dict[str, str]:
 def analytics_schedule(context: ScheduleEvaluationContext):
     tick = context.scheduled_execution_time.date()
     first, last = schedule_window(tick)
-    return RunRequest(run_key=f"analytics/{tick.isoformat()}", tags=analytics_range_tags(first, last))
+    return RunRequest(run_key=f"analytics/{tick.isoformat()}",
+                      tags=analytics_range_tags(first, last) | run_kind_tags("analytics"))

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from spark_assets.analytics.days import aligned_chunks, schedule_window, utc_now
 from spark_assets.assets.analytics import MAX_DAYS_PER_RUN, SITES_TAG
+from spark_assets.automation.run_kinds import run_kind_tags
 from spark_assets.automation.schedules import analytics_range_tags
 from spark_assets.partitions import ANALYTICS_START, campaign_partitions, site_partitions
 from spark_assets.records.accounts import cloudflare_credentials
@@ -73,6 +74,7 @@ def build_registry_sensor(
     read_keys: Callable[[Connection], list[str]],
     assets: list[AssetKey],
     description: str,
+    run_kind: str,
 ) -> SensorDefinition:
     """A sensor that adds a partition of `partitions_def` for every new key `read_keys` returns, and requests a run of
     `assets` for it (when there are any)."""
@@ -95,7 +97,8 @@ def build_registry_sensor(
             context.log.info(f"new {noun}s: {', '.join(new_keys)}")
         return SensorResult(
             run_requests=[
-                RunRequest(partition_key=key, asset_selection=assets, run_key=f"new-{noun}:{key}")
+                RunRequest(partition_key=key, asset_selection=assets, run_key=f"new-{noun}:{key}",
+                           tags=run_kind_tags(run_kind))
                 for key in new_keys
                 if assets
             ],
@@ -111,6 +114,7 @@ new_sites_sensor = build_registry_sensor(
     partitions_def=site_partitions,
     read_keys=active_site_keys,
     assets=NEW_SITE_ASSETS,
+    run_kind="provisioning",
     description="Adds a `site` partition for every registered site that is not archived.",
 )
 
@@ -120,6 +124,7 @@ new_campaigns_sensor = build_registry_sensor(
     partitions_def=campaign_partitions,
     read_keys=active_campaign_keys,
     assets=NEW_CAMPAIGN_ASSETS,
+    run_kind="content",
     description="Adds a `campaign` partition for every imported campaign that is not archived, and materializes it.",
 )
 
@@ -158,7 +163,8 @@ def zone_activation_sensor(
     return SensorResult(
         run_requests=[
             RunRequest(partition_key=site.domain, asset_selection=ACTIVE_ZONE_ASSETS,
-                       run_key=f"zone-active:{site.domain}:{site.cloudflare_zone_id}")
+                       run_key=f"zone-active:{site.domain}:{site.cloudflare_zone_id}",
+                       tags=run_kind_tags("provisioning"))
             for site in [*recorded, *activated]
         ],
         cursor=pending[-1].domain if pending else after,
@@ -213,7 +219,7 @@ def analytics_history_sensor(context: SensorEvaluationContext, database: Databas
         return SkipReason(f"every site's analytics are final up to {before_window}")
     requests = []
     for (first, last), domains in sorted(sites_by_run.items())[:HISTORY_RUNS_PER_TICK]:
-        tags = analytics_range_tags(first, min(last, before_window))
+        tags = analytics_range_tags(first, min(last, before_window)) | run_kind_tags("analytics")
         if len(domains) <= HISTORY_SITES_PER_TAG:
             tags[SITES_TAG] = ",".join(sorted(domains))
         # the tick's day in the key: a run whose sites still have gaps (a provider refused) is tried again tomorrow

@@ -1,4 +1,4 @@
-"""`spark`, the operator CLI: database, sites, campaigns, the demo and the UI.
+"""`spark`, the operator CLI: database, sites, campaigns, the demo, the UI and the production topology.
 
 Every command that can fail because of its input says what and where on stderr and exits 1, with nothing written: a
 blueprint is validated completely before the one transaction that stores it.
@@ -567,6 +567,43 @@ def ui(ctx: click.Context, sandbox: bool) -> None:
     finally:
         if providers is not None:
             providers.stop()
+
+
+@main.command()
+@click.option("--sandbox", is_flag=True, help="Answer every provider from the local simulators (no accounts needed).")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535), help="the UI's port")
+def prod(sandbox: bool, port: int) -> None:
+    """Run the production topology of docker-compose.yml on this host, without Docker: PostgreSQL (embedded, or
+    DATABASE_URL's server) with the `dagster` and `spark` databases, the user-code gRPC server, dagster-webserver and
+    dagster-daemon, with docker/dagster.yaml's instance (queued runs, run limits, retries, monitoring). Ctrl-C or
+    SIGTERM stops everything. State and logs: $SPARK_HOME/prod."""
+    from spark_assets.ops.prod import Topology, TopologyFailed
+
+    topology = Topology(port=port, sandbox=sandbox, echo=click.echo)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    # a SIGINT ignored by whoever started us (a background job of a non-interactive shell) would be inherited
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+    failed = None
+    try:
+        topology.start()
+        click.echo(f"Spark Factory production topology is up: {topology.url} (Ctrl-C stops it)")
+        exited = topology.wait()
+        failed = f"{exited.name} exited on its own ({exited.process.returncode}); see {exited.log}"
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    except TopologyFailed as exc:
+        failed = str(exc)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the shutdown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        topology.stop()
+    if failed:
+        click.echo(f"error: {failed}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
