@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test ui prod install clean
+.PHONY: demo test ui prod screenshots install clean
 
 $(BIN)/spark: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Spark Factory needs Python >= 3.11")'
@@ -25,6 +25,9 @@ ui: install            ## open the Dagster UI on the same database and instance 
 
 prod: install          ## the production topology (docker-compose.yml's four roles) as processes on this host
 	$(BIN)/spark prod
+
+screenshots: install   ## the UI screenshots in docs/screenshots/, from the browser test (needs Debian's chromium)
+	SPARK_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/test_ui_browser.py
 
 clean:
 	rm -rf $(VENV) .spark .pytest_cache
