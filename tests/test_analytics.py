@@ -406,6 +406,9 @@ def test_the_cli_backfills_and_prints_the_report(world, monkeypatch):
     monkeypatch.setattr(analytics_ops.DagsterInstance, "get", staticmethod(lambda: world.instance))
     runner = CliRunner()
 
+    world.add("today.example", TODAY)
+    too_new = runner.invoke(main, ["analytics", "backfill", "--site", "today.example"])
+    assert too_new.exit_code == 1 and "today.example went live on 2026-11-20: it has no finished day" in too_new.output
     refused = runner.invoke(main, ["analytics", "backfill", "--days", "0"])
     assert refused.exit_code == 1 and "--days must be 1 or more" in refused.output
     unknown = runner.invoke(main, ["analytics", "backfill", "--days", "3", "--site", "nobody.example"])

@@ -57,6 +57,9 @@ def backfill_days(days: int | None, site: str | None, today: date | None = None)
         ).scalar_one()
     if first is None:
         raise RegistryError(f"{site} has published nothing yet: its analytics start on its first publishing day")
+    if first > last:
+        raise RegistryError(f"{site} went live on {first}: it has no finished day to fetch yet (the daily schedule "
+                            "takes it from tomorrow)")
     return max(earliest, first), last
 
 
