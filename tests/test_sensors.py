@@ -58,6 +58,14 @@ def test_a_new_campaign_becomes_one_partition_and_one_run(database, engine):
         with engine.begin() as conn:
             import_campaign(conn, "demo-roofing.example", blueprint)
 
+        # a fresh database has no places yet: the tick loads them first, and leaves the campaign for a later tick
+        waiting, cursor = _tick(new_campaigns_sensor, instance, database, cursor)
+        assert _added_keys(waiting) == []
+        assert [([k.to_user_string() for k in r.asset_selection], r.partition_key, r.run_key)
+                for r in waiting.run_requests] == [(["locations"], None, "prerequisite:locations")]
+        with engine.begin() as conn:  # what that run does
+            conn.execute(sa.text("INSERT INTO locations_states (name, code) VALUES ('Texas', 'TX')"))
+
         result, cursor = _tick(new_campaigns_sensor, instance, database, cursor)
         key = "demo-roofing.example/roof-repair-replacement"
         assert _added_keys(result) == [key]

@@ -37,7 +37,7 @@ from spark_assets.automation.schedules import analytics_range_tags
 from spark_assets.partitions import ANALYTICS_START, campaign_partitions, site_partitions
 from spark_assets.records.accounts import cloudflare_credentials
 from spark_assets.records.analytics import unsettled_days
-from spark_assets.records.registry import active_campaign_keys, active_site_keys
+from spark_assets.records.registry import active_campaign_keys, active_site_keys, locations_loaded
 from spark_resources.database import DatabaseResource
 from spark_resources.providers.cloudflare import CloudflareResource
 from spark_resources.providers.http import ProviderError
@@ -52,6 +52,8 @@ NEW_CAMPAIGN_ASSETS = [
         "article_quality",
     )
 ]
+#: what a campaign's content stands on and a fresh database lacks: the places, loaded once (`locations`)
+PREREQUISITE_ASSETS: list[AssetKey] = [AssetKey("locations")]
 #: what a new site partition is materialized with: the provisioning steps that need nothing but the site
 NEW_SITE_ASSETS: list[AssetKey] = [AssetKey("site_dns"), AssetKey("site_matomo")]
 #: what runs once a site's zone is active: site_dns again (it records `active`) and the steps that need the zone
@@ -75,24 +77,37 @@ def build_registry_sensor(
     assets: list[AssetKey],
     description: str,
     run_kind: str,
+    prerequisites: Callable[[Connection], list[AssetKey]] | None = None,
 ) -> SensorDefinition:
     """A sensor that adds a partition of `partitions_def` for every new key `read_keys` returns, and requests a run of
-    `assets` for it (when there are any)."""
+    `assets` for it (when there are any). When `prerequisites` names unpartitioned assets the runs need first (and
+    there are new keys), the tick requests one run of those instead and leaves the keys for a later tick, once they
+    are there."""
 
     @sensor(
         name=name,
         description=description,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        asset_selection=assets or None,
+        asset_selection=[*PREREQUISITE_ASSETS, *assets] if prerequisites else (assets or None),
     )
     def _sensor(context: SensorEvaluationContext, database: DatabaseResource) -> SensorResult | SkipReason:
         with database.connect() as conn:
             keys = read_keys(conn)
+            missing = prerequisites(conn) if prerequisites else []
         fingerprint = registry_fingerprint(keys)
         if context.cursor == fingerprint:
             return SkipReason(f"no new {noun}s ({len(keys)} registered)")
         new_keys = unseen(keys, context.instance.get_dynamic_partitions(partitions_def.name))
+        if new_keys and missing:
+            # once per database: the key names the assets, so later ticks wait for this run rather than repeat it
+            names = ", ".join(key.to_user_string() for key in missing)
+            context.log.info(f"new {noun}s wait for {names}: requested first")
+            return SensorResult(
+                run_requests=[RunRequest(asset_selection=missing, run_key=f"prerequisite:{names}",
+                                         tags=run_kind_tags(run_kind))],
+                cursor=context.cursor,
+            )
         if new_keys:
             context.log.info(f"new {noun}s: {', '.join(new_keys)}")
         return SensorResult(
@@ -125,7 +140,9 @@ new_campaigns_sensor = build_registry_sensor(
     read_keys=active_campaign_keys,
     assets=NEW_CAMPAIGN_ASSETS,
     run_kind="content",
-    description="Adds a `campaign` partition for every imported campaign that is not archived, and materializes it.",
+    prerequisites=lambda conn: [] if locations_loaded(conn) else PREREQUISITE_ASSETS,
+    description="Adds a `campaign` partition for every imported campaign that is not archived, and materializes it; "
+    "on a database without places yet, loads `locations` first.",
 )
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance
 
 from spark_assets.definitions import defs
 from spark_assets.ops.local_instance import dagster_home, prepare_dagster_home
 from spark_assets.ops.materializing import Steps, add_missing_partitions, materializable_keys, materialize_in_order
 from spark_assets.partitions import campaign_partitions
-from spark_assets.records.registry import RegistryError, get_campaign
+from spark_assets.records.registry import RegistryError, get_campaign, locations_loaded
 from spark_resources.database import get_engine
 
 #: a campaign's content, materialized in the asset graph's dependency order (avatars is site-wide: not partitioned)
@@ -33,7 +32,7 @@ def generate_campaign(key: str, echo: Callable[[str], None] = print) -> dict[str
             raise RegistryError(
                 f"campaign '{key}' is not registered: `spark campaign list` shows the campaigns"
             ) from None
-        locations_loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM locations_states)")).scalar_one()
+        places_loaded = locations_loaded(conn)
     key = campaign.partition_key
 
     prepare_dagster_home(dagster_home())
@@ -44,7 +43,7 @@ def generate_campaign(key: str, echo: Callable[[str], None] = print) -> dict[str
         step.note(f"added {key}" if added else f"{key} already present")
 
     # the places every campaign draws from, loaded once per database, before anything else
-    keys = materializable_keys(CAMPAIGN_ASSETS) if locations_loaded else [AssetKey("locations"),
+    keys = materializable_keys(CAMPAIGN_ASSETS) if places_loaded else [AssetKey("locations"),
                                                                           *materializable_keys(CAMPAIGN_ASSETS)]
     metadata = materialize_in_order(keys, {campaign_partitions.name: key}, instance, dict(defs.resources), step)
 

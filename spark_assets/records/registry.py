@@ -213,6 +213,11 @@ def active_site_keys(conn: Connection) -> list[str]:
     return list(conn.execute(sa.text("SELECT domain FROM sites WHERE status <> 'archived' ORDER BY domain")).scalars())
 
 
+def locations_loaded(conn: Connection) -> bool:
+    """Whether the places every campaign draws from (the `locations` asset's tables) are loaded in this database."""
+    return conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM locations_states)")).scalar_one()
+
+
 def active_campaign_keys(conn: Connection) -> list[str]:
     """Partition keys of every campaign that is not archived and whose site is not archived, sorted."""
     rows = conn.execute(
