@@ -244,3 +244,27 @@ def test_a_title_template_that_cannot_fit_is_a_warning_at_import(spark, tmp_path
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if " seo_title: no variation fits in 60" in line]
     assert warnings and all(line.startswith(f"warning: {path}:") for line in warnings), result.output
+
+
+def test_site_page_adds_a_page_the_links_point_at_and_refuses_bad_input(spark, engine, tmp_path):
+    body = tmp_path / "contact.html"
+    body.write_text("<p>Call us on +1-704-555-0134.</p>", encoding="utf-8")
+    assert spark("site", "add", "roofs.example").exit_code == 0
+    done = spark("site", "page", "roofs.example", "/contact/", "--title", "Contact Us", "--file", str(body))
+    assert done.exit_code == 0 and "roofs.example/contact/: Contact Us (published; in the next build)" in done.output
+    again = spark("site", "page", "roofs.example", "/contact/", "--title", "Contact", "--file", str(body))
+    assert again.exit_code == 0
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT slug, permalink, title, status FROM pages")).all()
+    assert [tuple(r) for r in rows] == [("contact", "/contact/", "Contact", "published")]
+
+    before = database_snapshot(engine)
+    bad_path = spark("site", "page", "roofs.example", "/Contact", "--title", "x", "--file", str(body))
+    assert bad_path.exit_code == 2 and "must look like /contact/" in bad_path.output
+    binary = tmp_path / "page.bin"
+    binary.write_bytes(b"\xff\xfe<p>")
+    not_text = spark("site", "page", "roofs.example", "/about/", "--title", "About", "--file", str(binary))
+    assert not_text.exit_code == 2 and "not UTF-8 text" in not_text.output
+    unknown = spark("site", "page", "nobody.example", "/about/", "--title", "About", "--file", str(body))
+    assert unknown.exit_code == 1 and "nobody.example" in unknown.output
+    assert database_snapshot(engine) == before

@@ -151,6 +151,7 @@ def site_build(context: AssetExecutionContext, database: DatabaseResource, matom
         name, _ = BUILD_CHECKS[key]
         check_results.append(AssetCheckResult(
             check_name=name, asset_key="site_build", passed=problems.total == 0, severity=AssetCheckSeverity.ERROR,
+            description=f"{problems.total} problem(s), the first: {problems[0]}" if problems else "no problem",
             metadata={"problems": problems.total, "pages_checked": len(index.pages),
                       "examples": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
         ))

@@ -7,6 +7,7 @@ blueprint is validated completely before the one transaction that stores it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,6 +128,44 @@ def site_add(domain: str, brand: str | None, cloudflare_account: str | None, gsc
     if cloudflare_account or gsc_account:
         named = ", ".join(n for n in (cloudflare_account, gsc_account) if n)
         click.echo(f"accounts: {named}")
+
+
+#: a page's permalink: lower-case words joined by dashes, each path segment ending in "/" (as the pages table checks)
+_PERMALINK = re.compile(r"^/([a-z0-9]+(-[a-z0-9]+)*/)+$")
+#: the largest page body read from a file
+MAX_PAGE_BYTES = 1 << 20
+
+
+@site.command("page")
+@click.argument("domain")
+@click.argument("permalink")
+@click.option("--title", required=True, help="the page's title (its H1 and title tag)")
+@click.option("--file", "body", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="the page's HTML body (sanitized when the site is built)")
+@click.option("--description", help="its meta description")
+def site_page(domain: str, permalink: str, title: str, body: Path, description: str | None) -> None:
+    """Add or replace one of the site's own pages at PERMALINK (e.g. /contact/ or /services/roof-repair/), published:
+    the pages its campaigns' link targets point at. The next build includes it."""
+    from spark_assets.records.registry import get_site
+    from spark_assets.records.site_inputs import upsert_page
+
+    if not _PERMALINK.match(permalink):
+        raise click.UsageError(f"permalink {permalink!r} must look like /contact/ or /services/roof-repair/: lower-case "
+                               "words and dashes, each segment ending in /")
+    if not title.strip():
+        raise click.UsageError("--title must not be empty")
+    if body.stat().st_size > MAX_PAGE_BYTES:
+        raise click.UsageError(f"{body}: {body.stat().st_size:,} bytes, over the {MAX_PAGE_BYTES:,} a page may have")
+    try:
+        content = body.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"{body}: not UTF-8 text (byte {exc.start})") from None
+    slug = permalink.strip("/").split("/")[-1]
+    with get_engine().begin() as conn:
+        registered = get_site(conn, normalize_domain(domain))
+        upsert_page(conn, registered.id, slug=slug, permalink=permalink, title=title.strip(), content=content,
+                    seo_description=description)
+    click.echo(f"{registered.domain}{permalink}: {title.strip()} (published; in the next build)")
 
 
 @site.command("build")

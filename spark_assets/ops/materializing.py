@@ -78,7 +78,8 @@ def materialize_in_order(
             step.note(_headline(metadata[asset_key]) if events else "no materialization recorded")
             for check in result.get_asset_check_evaluations():
                 if not check.passed:
-                    step.note(f"check {check.check_name} did not pass ({check.severity.value})")
+                    why = f": {check.description}" if check.description else ""
+                    step.note(f"check {check.check_name} did not pass ({check.severity.value}){why}")
                     step.failed_checks.append((asset_key.to_user_string(), check.check_name, check.severity.value))
     return metadata
 
