@@ -54,6 +54,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import process_stats  # noqa: E402
 
 #: the tests' fixed key (tests/test_analytics.py): opens nothing but this benchmark's database
 FERNET_KEY = "ZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmRmZGZkZmQ="
@@ -114,20 +117,10 @@ class Simulator:
         return Counter(json.loads(self.process.stdout.readline()))
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_stats.cpu_seconds(self.process.pid)
 
     def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return 0.0
+        return process_stats.rss_mb(self.process.pid)
 
     def stop(self) -> None:
         try:

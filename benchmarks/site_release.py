@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import process_stats  # noqa: E402
 import site_build as site_bench  # noqa: E402  (after the paths above: the worktree's code, not the installed one)
 
 DOMAIN = site_bench.DOMAIN
@@ -74,20 +75,10 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{port}"
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return process_stats.cpu_seconds(self.process.pid)
 
     def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return 0.0
+        return process_stats.rss_mb(self.process.pid)
 
     def stop(self) -> None:
         try:
