@@ -352,5 +352,5 @@ def write_report(database: DatabaseResource, as_of: date, site: str | None = Non
     report = build_report(daily, sites, as_of, site=site)
     directory = spark_home() / "reports" / "analytics" / (site or "")
     charts = write_charts(daily, as_of, directory, site=site, days=REPORT_DAYS)
-    return {"as_of": as_of, "markdown": report.markdown(), "sites": len(sites), "directory": directory,
+    return {"as_of": as_of, "markdown": report.markdown(), "directory": directory,
             "charts": charts, "report": report}

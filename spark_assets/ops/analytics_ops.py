@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Callable
 
-import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance, materialize
 
 from spark_assets.analytics.days import days_between, utc_now
@@ -20,6 +19,7 @@ from spark_assets.automation.schedules import analytics_range_tags
 from spark_assets.definitions import all_assets, defs
 from spark_assets.ops.materializing import QUIET_RUN, MaterializeFailed, failure_of
 from spark_assets.partitions import ANALYTICS_START
+from spark_assets.records.analytics import first_publishing_day
 from spark_assets.records.registry import RegistryError, get_site
 from spark_resources.database import DatabaseResource, get_engine
 
@@ -49,12 +49,7 @@ def backfill_days(days: int | None, site: str | None, today: date | None = None)
     if site is None:
         raise RegistryError("give --days N (or --site DOMAIN to fill a site's whole history)")
     with get_engine().connect() as conn:
-        site_id = get_site(conn, site).id
-        first = conn.execute(
-            sa.text("""SELECT coalesce(s.launched_on, (SELECT min(published_at)::date FROM generated_articles
-                                                        WHERE site_id = s.id)) FROM sites s WHERE s.id = :s"""),
-            {"s": site_id},
-        ).scalar_one()
+        first = first_publishing_day(conn, get_site(conn, site).id)
     if first is None:
         raise RegistryError(f"{site} has published nothing yet: its analytics start on its first publishing day")
     if first > last:

@@ -47,6 +47,11 @@ _PROVISIONED = {
 }
 
 
+def first_publishing_day(conn: Connection, site_id: UUID) -> date | None:
+    """The day a site's analytics start (`_FIRST_PUBLISHED`), or None when it has published nothing yet."""
+    return conn.execute(sa.text(f"SELECT {_FIRST_PUBLISHED} FROM sites s WHERE s.id = :s"), {"s": site_id}).scalar_one()
+
+
 def analytics_sites(conn: Connection, source: str, end: date, domains: Sequence[str] | None = None) -> list[AnalyticsSite]:
     """The active sites provisioned for `source` that had published a page by `end` (only `domains`, if given),
     in domain order."""
